@@ -1,0 +1,43 @@
+"""Best-of-N: score a set of candidates once and keep the cheapest."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
+
+
+class BestOfN(Optimizer):
+    """Best-of-N ranking (random shooting when no proposals are given).
+
+    With proposals (e.g. from a diffusion policy) the candidates are exactly those proposals, as
+    in the UVA paper's guidance experiment and GPC (Qi et al. 2025). Without them the candidates
+    are init itself plus n_samples - 1 Gaussian perturbations init + noise_std * eps (random
+    shooting around the warm start). One evaluation, then argmin.
+    """
+
+    def __init__(self, n_samples: int = 100, noise_std: float = 0.3, low: float | Tensor = -1.0,
+                 high: float | Tensor = 1.0, seed: int = 0, max_batch: int | None = None) -> None:
+        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
+        check_int("n_samples", n_samples, 1)
+        check_float("noise_std", noise_std, 0.0)
+        self.n_samples, self.noise_std = n_samples, noise_std
+
+    @property
+    def n_proposals(self) -> int:
+        """A proposer is asked for n_samples candidates; all of them are ranked."""
+        return self.n_samples
+
+    def search(self, cost: CostFn, init: Tensor, proposals: Tensor | None = None) -> PlanResult:
+        """Rank proposals (M, H, A), or init and its perturbations, by cost: (N, H, A) -> (N,)."""
+        init = self._check_init(init)  # (H, A)
+        trace = self._start()
+        candidates = self._take_proposals(proposals, init)
+        if candidates is None:
+            noise = self._randn(self.n_samples - 1, *init.shape, like=init)
+            candidates = self._clip(init + self.noise_std * noise)
+            candidates = torch.cat([init[None], candidates])  # (N, H, A), init is candidate 0
+        costs = self._evaluate(cost, candidates)
+        trace.record(candidates, costs)
+        return trace.result(self, costs=costs)
