@@ -10,10 +10,10 @@ Exact state restore. Chipmunk keeps a contact cache between steps (warm-started 
 the original keeps one space for the whole episode, and dropping that cache changes
 trajectories by pixels within a few contact-rich steps. The cache is not reachable from
 Python, so the full state records how to rebuild it: the physical state at the last control
-step that ended with an empty cache (the anchor) and the actions executed since. Restoring
-builds a fresh space at the anchor (bit-identical to the episode's space while the cache is
-empty) and replays those actions, so stepping from ``set_state(get_state())`` reproduces the
-original trajectory bit for bit. Full state layout, float64:
+step that ended with an empty cache (the anchor) and the actions executed since. At every
+anchor the episode itself moves into a freshly built space (nothing is lost: the cache is
+empty), so restoring = building a fresh space at the anchor and replaying those actions, and
+stepping from ``set_state(get_state())`` reproduces the original trajectory bit for bit. Full state layout, float64:
     [physical (P) | anchor physical (P) | n_replay | replay actions (n_replay x 2)]
 where a replay row of NaNs stands for one uncontrolled settling substep. A bare physical
 state (P,) is accepted too and starts with an empty cache.
@@ -146,8 +146,9 @@ class PlanarPushEnv(gym.Env):
         if self.space._get_arbiters():  # contact cache in use: remember how to rebuild it
             self._replay.append(action)
         else:
-            self._anchor = self._read_physical()
-            self._replay = []
+            # Cache empty: rebuild the space now, so that the episode's space at this anchor is
+            # exactly the one a restore builds (same shape ids, same broad-phase tree).
+            self._fresh_space()
 
     def sim_step(self, action: np.ndarray) -> None:
         """Advance the physics by one control step without observing or rendering (planners)."""
@@ -191,10 +192,14 @@ class PlanarPushEnv(gym.Env):
         return np.asarray(states, dtype=np.float64)[..., :physical_dim]
 
     # -- gymnasium API ------------------------------------------------------------------------
+    @staticmethod
+    def _check_seed(seed: int | None) -> None:
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+
     def _seed_rng(self, seed: int | None) -> np.random.RandomState:
+        self._check_seed(seed)
         if seed is not None:
-            if not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
             # Legacy RandomState, so that seed s gives Diffusion Policy's initial state for s.
             self._rs = np.random.RandomState(int(seed))
             self._rs_seeded = True

@@ -138,6 +138,7 @@ class PushTEnv(PlanarPushEnv):
 
     # -- gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
         options = dict(options or {})
