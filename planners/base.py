@@ -79,8 +79,8 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value!r}")
 
 
-def check_float(name: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False,
-                open_high: bool = False) -> None:
+def check_float(name: str, value: Any, low: float, high: float = math.inf, *,
+                open_low: bool = False, open_high: bool = False) -> None:
     """Raise ValueError unless value is a real number in the interval from low to high."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"{name} must be a number, got {name}={value!r}")
@@ -93,6 +93,7 @@ def check_float(name: str, value: Any, low: float, high: float = math.inf, *, op
 
 def shift_plan(actions: Tensor, n_steps: int) -> Tensor:
     """Drop the first n_steps of (..., H, A) and pad at the end by repeating the last action."""
+    check_int("n_steps", n_steps, 0)
     horizon = actions.shape[-2]
     index = (torch.arange(horizon, device=actions.device) + n_steps).clamp(max=horizon - 1)
     return actions.index_select(-2, index)
@@ -101,7 +102,7 @@ def shift_plan(actions: Tensor, n_steps: int) -> Tensor:
 def _as_bound(name: str, value: float | Tensor) -> Tensor:
     bound = torch.as_tensor(value, dtype=torch.float32).detach().clone()
     if bound.ndim > 1:
-        raise ValueError(f"{name} must be a float or an (A,) tensor, got shape {tuple(bound.shape)}")
+        raise ValueError(f"{name} must be a float or an (A,) tensor, got {tuple(bound.shape)=}")
     if not torch.isfinite(bound).all():
         raise ValueError(f"{name} must be finite, got {name}={value!r}")
     return bound
@@ -169,6 +170,7 @@ class Optimizer:
     def reset(self) -> None:
         """Re-seed and forget carried state: afterwards behave exactly like a fresh optimiser."""
         self.generator.manual_seed(self.seed)
+        self.n_evaluations = self.n_cost_calls = 0
 
     def advance(self, n_steps: int) -> None:
         """Shift carried state by n executed steps (nothing is carried by default)."""
@@ -178,7 +180,7 @@ class Optimizer:
         return self.search(cost, init).actions
 
     def search(self, cost: CostFn, init: Tensor, proposals: Tensor | None = None) -> PlanResult:
-        """Minimise cost: (N, H, A) -> (N,) from the mean init (H, A), mixing in proposals (M, H, A)."""
+        """Minimise cost: (N, H, A) -> (N,) from mean init (H, A), mixing in proposals (M, H, A)."""
         raise NotImplementedError
 
     def _start(self) -> _Trace:
@@ -201,7 +203,7 @@ class Optimizer:
         action_dim = init.shape[1]
         for name, bound in (("low", self.low), ("high", self.high)):
             if bound.ndim == 1 and bound.shape[0] != action_dim:
-                raise ValueError(f"{name} has {bound.shape[0]} action dims but init has A={action_dim}")
+                raise ValueError(f"{name} has {bound.shape[0]} action dims, init has {action_dim}")
         init = init.detach()
         return self._clip(init if init.is_floating_point() else init.float())
 
@@ -229,11 +231,12 @@ class Optimizer:
             batch = actions[start : start + chunk]
             batch_costs = cost(batch)
             if not isinstance(batch_costs, Tensor) or batch_costs.shape != (batch.shape[0],):
-                shape = tuple(batch_costs.shape) if isinstance(batch_costs, Tensor) else type(batch_costs)
-                raise ValueError(f"cost must return shape (N,) = ({batch.shape[0]},), got {shape}")
+                got = tuple(batch_costs.shape) if isinstance(batch_costs, Tensor) else batch_costs
+                raise ValueError(f"cost must return shape (N,) = ({batch.shape[0]},), got {got!r}")
             costs.append(batch_costs.detach())
             self.n_cost_calls += 1
-        costs = torch.cat(costs).to(device=actions.device, dtype=torch.float32)
+        costs = torch.cat(costs).to(actions.device)
+        costs = costs if costs.is_floating_point() else costs.float()
         self.n_evaluations += n_candidates
         # A diverged rollout must rank last, never first (NaN -> 0 would make it a winner).
         costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, math.inf))
@@ -253,8 +256,10 @@ class Optimizer:
 class Planner:
     """Receding-horizon planner: the env-facing object that keeps history and warm starts.
 
-    `model` implements Dynamics; when it also has `sample` it is the default proposer, and when
-    it has `default_objective()` that is the default objective. `plan(obs)` returns the first
+    `model` implements Dynamics; when it also has `sample` it is the default proposer, when
+    it has `default_objective()` that is the default objective, and when it has
+    `initial_plan(context, horizon) -> (H, A)` that is the first mean of an episode (else zeros).
+    `reset()` also resets the proposer when it has a `reset()`. `plan(obs)` returns the first
     n_action_steps actions of the plan, in env units, as float64 (n_action_steps, A).
     """
 
@@ -265,7 +270,8 @@ class Planner:
         check_int("horizon", horizon, 1)
         check_int("n_action_steps", n_action_steps, 1)
         if n_action_steps > horizon:
-            raise ValueError(f"n_action_steps must be <= horizon, got {n_action_steps=} > {horizon=}")
+            raise ValueError(f"n_action_steps must be <= horizon, got {n_action_steps=}, "
+                             f"{horizon=}")
         check_int("model.n_history", model.n_history, 1)
         if proposer is None and callable(getattr(model, "sample", None)):
             proposer = model
@@ -281,7 +287,8 @@ class Planner:
         elif max_batch is not None:
             raise ValueError(f"max_batch={max_batch} only sizes the default optimizer; "
                              "set max_batch on the optimizer you pass instead")
-        self.model, self.optimizer, self.proposer, self.objective = model, optimizer, proposer, objective
+        self.model, self.optimizer = model, optimizer
+        self.proposer, self.objective = proposer, objective
         self.horizon, self.n_action_steps, self.warm_start = horizon, n_action_steps, warm_start
         self.action_low = np.asarray(torch.as_tensor(model.action_low).cpu(), dtype=np.float64)
         self.action_high = np.asarray(torch.as_tensor(model.action_high).cpu(), dtype=np.float64)
@@ -297,11 +304,13 @@ class Planner:
         self.previous_plan: Tensor | None = None  # (H, A) normalised
         self.last_result: PlanResult | None = None
         self.optimizer.reset()
+        if callable(getattr(self.proposer, "reset", None)):
+            self.proposer.reset()
 
     @torch.no_grad()
     def plan(self, obs: dict) -> np.ndarray:
         """Plan from the newest observation; return (n_action_steps, A) float64 env-unit actions."""
-        if not self.history:  # first call of an episode: pad with the first obs, as Diffusion Policy does
+        if not self.history:  # first call of an episode: repeat the first obs, as Diffusion Policy
             self.history.extend([obs] * self.model.n_history)
         else:
             self.history.append(obs)
@@ -316,8 +325,10 @@ class Planner:
             proposals = self.proposer.sample(context, n_proposals)  # (n, H, A)
         if self.warm_start and self.previous_plan is not None:
             init = shift_plan(self.previous_plan, self.n_action_steps)
+        elif callable(getattr(self.model, "initial_plan", None)):
+            init = self.model.initial_plan(context, self.horizon)  # e.g. hold the current position
         else:
-            device = proposals.device if proposals is not None else getattr(self.model, "device", "cpu")
+            device = getattr(self.model, "device", "cpu") if proposals is None else proposals.device
             init = torch.zeros(self.horizon, self.action_dim, device=device)
         result = self.optimizer.search(cost, init, proposals)
         self.last_result, self.previous_plan = result, result.actions

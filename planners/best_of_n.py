@@ -11,10 +11,11 @@ from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
 class BestOfN(Optimizer):
     """Best-of-N ranking (random shooting when no proposals are given).
 
-    With proposals (e.g. from a diffusion policy) the candidates are exactly those proposals, as
-    in the UVA paper's guidance experiment and GPC (Qi et al. 2025). Without them the candidates
-    are init itself plus n_samples - 1 Gaussian perturbations init + noise_std * eps (random
-    shooting around the warm start). One evaluation, then argmin.
+    With proposals (e.g. from a diffusion policy) the candidates are those proposals, the first
+    n_samples of them, as in UVA's guidance experiment (Li et al. 2025) and GPC (Qi et al. 2025).
+    Without proposals the candidates are init itself plus n_samples - 1 perturbations
+    init + noise_std * eps, eps ~ N(0, I): random shooting around the warm start. One
+    evaluation, then argmin.
     """
 
     def __init__(self, n_samples: int = 100, noise_std: float = 0.3, low: float | Tensor = -1.0,

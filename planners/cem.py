@@ -9,7 +9,7 @@ from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
 
 
 class CEM(Optimizer):
-    """Gaussian CEM (Rubinstein 1999) in its MPC form, as used by PETS (Chua et al. 2018) and DINO-WM.
+    """Gaussian CEM (Rubinstein 1999) in the MPC form of PETS (Chua et al. 2018) and DINO-WM.
 
     Each iteration draws n_samples sequences from N(mean, std) per (step, action dim), clipped to
     the bounds, appends the proposals (the same ones every iteration), keeps the n_elites cheapest

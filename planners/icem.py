@@ -21,7 +21,7 @@ def colored_noise(n: int, horizon: int, action_dim: int, beta: float,
     """
     n_freqs = horizon // 2 + 1
     freqs = torch.fft.rfftfreq(horizon)  # (F,), freqs[0] = 0
-    freqs[0] = 1.0 / horizon  # the constant component gets the lowest frequency's power, not infinity
+    freqs[0] = 1.0 / horizon  # the constant component gets the lowest frequency's power, not inf
     scale = freqs ** (-beta / 2)  # (F,) amplitude per frequency
     # irfft keeps only the real part of the constant (and, for even H, the Nyquist) component;
     # doubling its variance there gives every frequency the power that scale asks for.
@@ -73,7 +73,7 @@ class ICEM(Optimizer):
         self.shrink_factor, self.momentum = shrink_factor, momentum
         self.n_kept = round(keep_elite_fraction * n_elites)
         self.n_proposals = n_proposals  # 0: use every proposal given
-        self.elites: Tensor | None = None  # (K, H, A) elites of the last search, carried across calls
+        self.elites: Tensor | None = None  # (K, H, A) the last search's elites, carried to the next
 
     def reset(self) -> None:
         super().reset()

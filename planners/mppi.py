@@ -21,6 +21,9 @@ class MPPI(Optimizer):
     clamped to [min_std, max_std]. With sample_final (TD-MPC2) the plan is one last-iteration
     elite drawn with probability w; otherwise it is the weighted mean, scored with one more
     cost call (if that cost is non-finite, the best elite is returned instead).
+
+    temperature is in inverse cost units: when elite costs differ by much more than
+    1 / temperature the weights collapse onto the best elite and std onto min_std.
     """
 
     def __init__(self, n_samples: int = 512, n_elites: int = 64, n_iterations: int = 6,
@@ -61,8 +64,9 @@ class MPPI(Optimizer):
                 population = torch.cat([proposals, population])  # (N, H, A)
             costs = self._evaluate(cost, population)
             elites, elite_costs = self._select_elites(population, costs, self.n_elites)  # (K, H, A)
-            weights = torch.exp(-self.temperature * (elite_costs - elite_costs[0]))  # cheapest first
-            weights = weights / weights.sum()  # (K,), the cheapest has weight >= 1/K, so no 0/0
+            # elite_costs is sorted and finite: subtracting its min keeps exp in (0, 1], no NaN.
+            weights = torch.exp(-self.temperature * (elite_costs - elite_costs[0]))
+            weights = (weights / weights.sum()).to(elites.dtype)  # (K,); costs may be float64
             mean = torch.einsum("k,kha->ha", weights, elites)
             std = torch.einsum("k,kha->ha", weights, (elites - mean) ** 2).sqrt()
             std = std.clamp(self.min_std, self.max_std)

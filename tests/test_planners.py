@@ -37,7 +37,7 @@ def quadratic(actions: Tensor, target: Tensor = TARGET) -> Tensor:
 
 
 def two_bowls(actions: Tensor) -> Tensor:
-    """Deep bowl at +0.4 (min 0), shallow bowl at -0.4 (min 1): cost < 0.5 only near the deep one."""
+    """Deep bowl at +0.4 (min 0), shallow one at -0.4 (min 1): cost < 0.5 only near the deep one."""
     deep = ((actions - 0.4) ** 2).sum((1, 2))
     shallow = ((actions + 0.4) ** 2).sum((1, 2)) + 1.0
     return torch.minimum(deep, shallow)
@@ -47,10 +47,15 @@ def zeros() -> Tensor:
     return torch.zeros(HORIZON, ACTION_DIM)
 
 
+def uniform_proposals(n: int, seed: int) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, HORIZON, ACTION_DIM, generator=generator) * 2 - 1  # (n, H, A)
+
+
 # Budgets for the convergence tests: enough to pass for every seed, small enough to run in ms.
 PRECISE = {
-    "cem": lambda **kw: CEM(**{"n_samples": 200, "n_elites": 20, "n_iterations": 12, "min_std": 0.01,
-                               **kw}),
+    "cem": lambda **kw: CEM(**{"n_samples": 200, "n_elites": 20, "n_iterations": 12,
+                               "min_std": 0.01, **kw}),
     "mppi": lambda **kw: MPPI(**{"n_samples": 256, "n_elites": 32, "n_iterations": 12,
                                  "init_std": 1.0, "min_std": 0.01, **kw}),
     # beta=1: with the default beta=2 the high-frequency part of TARGET converges slowly.
@@ -79,7 +84,7 @@ def test_quadratic_optimum_found(name, seed):
 @pytest.mark.parametrize("seed", range(3))
 def test_multimodal_finds_deeper_bowl(name, seed):
     result = DEFAULTS[name](seed=seed).search(two_bowls, zeros())
-    assert result.cost < 0.5, f"{name} seed {seed} stuck in the shallow bowl: cost {result.cost:.3f}"
+    assert result.cost < 0.5, f"{name} seed {seed} in the shallow bowl: cost {result.cost:.3f}"
     assert (result.actions.mean() > 0).item()
 
 
@@ -88,14 +93,14 @@ def test_iteration_costs_improve():
     assert len(info["iteration_costs"]) == len(info["iteration_seconds"]) == 5
     assert info["iteration_costs"][-1] < info["iteration_costs"][0]
     assert info["n_evaluations"] == 5 * 100 and info["n_cost_calls"] == 5
-    assert info["seconds"] >= sum(info["iteration_seconds"]) > 0
+    assert info["seconds"] >= sum(info["iteration_seconds"]) >= 0
 
 
 # --- best of N -------------------------------------------------------------------------------
 
 
 def test_best_of_n_picks_argmin_of_proposals():
-    proposals = torch.rand(50, HORIZON, ACTION_DIM, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    proposals = uniform_proposals(50, seed=1)
     result = BestOfN(n_samples=50).search(quadratic, zeros(), proposals)
     best = int(quadratic(proposals).argmin())
     assert torch.equal(result.actions, proposals[best])
@@ -127,9 +132,25 @@ def test_non_finite_candidate_never_chosen(name, bad):
     assert result.cost == pytest.approx(cost(result.actions[None]).item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("name", list(DEFAULTS))
+def test_nan_on_each_batch_winner_never_chosen(name):
+    poisoned: list[Tensor] = []
+
+    def cost(actions: Tensor) -> Tensor:
+        value = -actions.sum((1, 2))
+        winner = int(value.argmin())
+        poisoned.append(actions[winner].clone())
+        value[winner] = math.nan
+        return value
+
+    result = DEFAULTS[name](seed=0).search(cost, zeros())
+    assert math.isfinite(result.cost)
+    assert not any(torch.equal(result.actions, actions) for actions in poisoned)
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_non_finite_proposal_that_would_win_is_skipped(bad):
-    proposals = torch.rand(30, HORIZON, ACTION_DIM, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    proposals = uniform_proposals(30, seed=2)
     costs = -proposals.sum((1, 2))
     winner = int(costs.argmin())
     costs_with_bad = costs.clone()
@@ -167,7 +188,8 @@ BOUNDS = {
 def test_bounded_optimum(name, bounds):
     low, high = (torch.as_tensor(bound) for bound in BOUNDS[bounds])
     optimum = low + (TARGET + 1) / 2 * (high - low)  # TARGET mapped into the middle of the box
-    result = PRECISE[name](seed=0, low=low, high=high).search(lambda a: quadratic(a, optimum), zeros())
+    optimizer = PRECISE[name](seed=0, low=low, high=high)
+    result = optimizer.search(lambda a: quadratic(a, optimum), zeros())
     assert (result.actions >= low).all() and (result.actions <= high).all()
     error = (result.actions - optimum).abs().max().item()
     assert error < 0.05, f"{name} {bounds}: max |plan - optimum| = {error:.4f}, tolerance 0.05"
@@ -176,13 +198,14 @@ def test_bounded_optimum(name, bounds):
 @pytest.mark.parametrize("bounds", list(BOUNDS))
 @pytest.mark.parametrize("name", ITERATIVE)
 def test_optimum_outside_bounds_lands_on_boundary(name, bounds):
+    low_bound, high_bound = BOUNDS[bounds]  # floats or (A,) tensors, as the optimiser takes them
     low, high = (torch.as_tensor(bound).expand(HORIZON, ACTION_DIM) for bound in BOUNDS[bounds])
     target = torch.full((HORIZON, ACTION_DIM), 3.0)
 
     def cost(actions: Tensor) -> Tensor:  # per-entry mean keeps MPPI's temperature in range
         return quadratic(actions, target) / (HORIZON * ACTION_DIM)
 
-    optimizer = PRECISE[name](seed=0, low=BOUNDS[bounds][0], high=BOUNDS[bounds][1], n_iterations=20)
+    optimizer = PRECISE[name](seed=0, low=low_bound, high=high_bound, n_iterations=20)
     result = optimizer.search(cost, zeros())
     assert (result.actions >= low).all() and (result.actions <= high).all()
     gap = (high - result.actions).max().item()
@@ -199,7 +222,7 @@ def test_every_candidate_within_bounds(name, bounds):
         inside.append(bool((actions >= low).all() and (actions <= high).all()))
         return quadratic(actions, torch.full((HORIZON, ACTION_DIM), 3.0))
 
-    proposals = torch.rand(40, HORIZON, ACTION_DIM) * 4 - 2  # outside the box too: must be clipped
+    proposals = 2 * uniform_proposals(40, seed=3)  # partly outside the box: must be clipped
     optimizer = DEFAULTS[name](seed=0, low=BOUNDS[bounds][0], high=BOUNDS[bounds][1])
     result = optimizer.search(cost, torch.full((HORIZON, ACTION_DIM), -2.0), proposals)
     assert inside and all(inside)
@@ -231,9 +254,11 @@ def test_reset_replays_the_random_stream(name):
 def test_icem_reset_forgets_elites():
     fresh = ICEM(seed=1).optimize(quadratic, zeros())
     used = ICEM(seed=1)
+    init = zeros()
     for _ in range(2):
-        plan = used.optimize(quadratic, zeros())
+        plan = used.optimize(quadratic, init)
         used.advance(4)
+        init = shift_plan(plan, 4)
     assert used.elites is not None
     used.reset()
     assert used.elites is None
@@ -243,9 +268,10 @@ def test_icem_reset_forgets_elites():
 def test_icem_keeps_shifted_elites_across_calls():
     optimizer = ICEM(n_samples=40, n_elites=10, keep_elite_fraction=0.3, seed=0)
     optimizer.optimize(quadratic, zeros())
+    elites = optimizer.elites.clone()  # (K, H, A), cheapest first
     optimizer.advance(3)
-    kept = optimizer.elites[:3].clone()  # (3, H, A)
-    assert torch.equal(kept[:, -1], kept[:, -4])  # H=8 shifted by 3: the last 4 steps repeat
+    assert torch.equal(optimizer.elites, shift_plan(elites, 3))
+    kept = optimizer.elites[:3]  # keep_elite_fraction * n_elites of them join the first iteration
     populations: list[Tensor] = []
 
     def cost(actions: Tensor) -> Tensor:
@@ -268,12 +294,15 @@ def test_shift_plan_drops_and_repeats_last():
 def test_colored_noise_statistics():
     generator = torch.Generator().manual_seed(0)
     white = colored_noise(4000, 8, 2, 0.0, generator)
-    pink = colored_noise(4000, 8, 2, 2.0, generator)
-    assert white.shape == pink.shape == (4000, 8, 2)
-    for noise in (white, pink):
+    red = colored_noise(4000, 8, 2, 2.0, generator)
+    assert white.shape == red.shape == (4000, 8, 2)
+    for noise in (white, red):
         assert noise.var().item() == pytest.approx(1.0, abs=0.05)
-    lag1 = lambda x: (x[:, 1:] * x[:, :-1]).mean().item()  # noqa: E731
-    assert abs(lag1(white)) < 0.05 and lag1(pink) > 0.4
+
+    def lag_one_correlation(noise: Tensor) -> float:
+        return (noise[:, 1:] * noise[:, :-1]).mean().item()
+
+    assert abs(lag_one_correlation(white)) < 0.05 and lag_one_correlation(red) > 0.4
 
 
 def test_icem_population_shrinks():
@@ -302,10 +331,30 @@ def test_max_batch_chunks_without_changing_the_result(name):
 
 
 def test_one_cost_call_per_iteration():
-    for optimizer, expected in [(CEM(n_iterations=4), 4), (ICEM(n_iterations=3), 3),
-                                (MPPI(n_iterations=2), 2), (MPPI(n_iterations=2, sample_final=False), 3),
-                                (BestOfN(), 1)]:
+    cases = [(CEM(n_iterations=4), 4), (ICEM(n_iterations=3), 3), (MPPI(n_iterations=2), 2),
+             (MPPI(n_iterations=2, sample_final=False), 3), (BestOfN(), 1)]
+    for optimizer, expected in cases:
         assert optimizer.search(quadratic, zeros()).info["n_cost_calls"] == expected, optimizer
+
+
+def test_mppi_update_matches_td_mpc2_weights():
+    populations: list[Tensor] = []
+
+    def cost(actions: Tensor) -> Tensor:
+        populations.append(actions.clone())
+        return quadratic(actions)
+
+    result = MPPI(n_samples=64, n_elites=8, n_iterations=1, temperature=0.5).search(cost, zeros())
+    costs = quadratic(populations[0])
+    elite_costs, index = costs.topk(8, largest=False)
+    elites = populations[0][index]  # (K, H, A)
+    # TD-MPC2: score = exp(temperature * (value - max value)), value = -cost, normalised.
+    weights = torch.softmax(0.5 * (-elite_costs), dim=0)
+    mean = (weights[:, None, None] * elites).sum(0)
+    std = (weights[:, None, None] * (elites - mean) ** 2).sum(0).sqrt().clamp(0.05, 2.0)
+    assert torch.allclose(result.info["mean"], mean, atol=1e-5)
+    assert torch.allclose(result.info["std"], std, atol=1e-5)
+    assert any(torch.equal(result.actions, elite) for elite in elites)  # sample_final: an elite
 
 
 def test_mppi_mean_mode_returns_weighted_mean():
@@ -446,7 +495,8 @@ def test_planner_defaults_from_model():
     # History: padded with the first obs on the first call, then a sliding window of 3.
     first, second, third = (list(map(id, history)) for history in model.histories[:3])
     obs_0, obs_1, obs_2 = first[0], second[2], third[2]
-    assert first == [obs_0] * 3 and second == [obs_0, obs_0, obs_1] and third == [obs_0, obs_1, obs_2]
+    assert first == [obs_0] * 3
+    assert second == [obs_0, obs_0, obs_1] and third == [obs_0, obs_1, obs_2]
 
 
 def test_planner_warm_start_shifts_previous_plan():
@@ -487,3 +537,4 @@ def test_planner_validation():
         Planner(PointMass(), objective=GoalDistance(GOAL), horizon=4, n_action_steps=5)
     with pytest.raises(ValueError, match="max_batch"):
         Planner(PointMass(), optimizer=CEM(), objective=GoalDistance(GOAL), max_batch=8)
+    assert Planner(PointMass(), objective=GoalDistance(GOAL), max_batch=8).optimizer.max_batch == 8

@@ -150,9 +150,11 @@ class PlanarPushEnv(gym.Env):
             # exactly the one a restore builds (same shape ids, same broad-phase tree).
             self._fresh_space()
 
-    def sim_step(self, action: np.ndarray) -> None:
-        """Advance the physics by one control step without observing or rendering (planners)."""
+    def sim_step(self, action: np.ndarray) -> tuple[float, bool, dict]:
+        """One control step with the task's bookkeeping but no observation or rendering
+        (what planners and experts roll out). Returns (reward, terminated, info)."""
         self._simulate(validate_action(action))
+        return self._evaluate()
 
     # -- state ----------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -209,8 +211,7 @@ class PlanarPushEnv(gym.Env):
         return self._rs
 
     def step(self, action):
-        self._simulate(validate_action(action))
-        reward, terminated, info = self._evaluate()
+        reward, terminated, info = self.sim_step(action)
         return self._observe(), reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:

@@ -1,0 +1,131 @@
+"""Receding-horizon episodes of any planner on any registered environment.
+
+``run_episodes`` resets the env with consecutive seeds, asks the planner for an action chunk,
+executes it (stopping early when the episode ends), and records per-episode metrics, the
+milliseconds of every ``plan`` call, and a GIF of the real frames (with the imagined frames
+beside them when the dynamics imagines video). The summary carries 95% Wilson intervals and
+is written as JSON together with the config and the code's git revision.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from uva_plan.adapters import PrivilegedState, SimulatorDynamics
+from uva_plan.io import atomic_write_json, git_revision, write_gif
+from uva_plan.metrics import wilson_interval
+
+console = Console()
+_RATE_KEYS = ("success", "p1", "p2", "task_success")
+
+
+def _episode_metrics(info: dict, steps: int, ever_success: bool) -> dict:
+    out: dict[str, Any] = {"steps": steps, "success": bool(ever_success or info.get("is_success", False))}
+    if "max_coverage" in info:
+        out["max_coverage"] = float(info["max_coverage"])
+        out["score"] = float(min(info["max_coverage"] / 0.95, 1.0))
+        out["success"] = bool(info["max_coverage"] > 0.95)
+    for key in ("p1", "p2", "task_success"):
+        if key in info:
+            out[key] = bool(info[key])
+    return out
+
+
+def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
+                record_frames: bool = False) -> tuple[dict, list[np.ndarray]]:
+    """One episode; returns (metrics, frames). ``planner`` needs ``reset()`` and ``plan(obs)``."""
+    obs, info = env.reset(seed=seed, options=options)
+    planner.reset()
+    frames = [obs["image"]] if record_frames else []
+    plan_ms: list[float] = []
+    steps, done, ever_success = 0, False, bool(info.get("is_success", False))
+    while not done:
+        start = time.perf_counter()
+        chunk = planner.plan(obs)
+        plan_ms.append(1000 * (time.perf_counter() - start))
+        for action in chunk:
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps += 1
+            ever_success |= bool(info.get("is_success", False))
+            if record_frames:
+                frames.append(obs["image"])
+            done = terminated or truncated
+            if done:
+                break
+    metrics = _episode_metrics(info, steps, ever_success)
+    metrics.update(seed=seed, n_plans=len(plan_ms), ms_per_plan=float(np.mean(plan_ms)))
+    return metrics, frames
+
+
+def summarize(episodes: list[dict]) -> dict:
+    """Means of every metric, and rates with 95% Wilson intervals."""
+    summary: dict[str, Any] = {"n_episodes": len(episodes)}
+    for key in episodes[0]:
+        values = [e[key] for e in episodes if key in e]
+        if key in _RATE_KEYS:
+            k = int(sum(values))
+            summary[key] = k / len(values)
+            summary[f"{key}_wilson95"] = list(wilson_interval(k, len(values)))
+        elif key not in ("seed", "task") and isinstance(values[0], (int, float)):
+            summary[f"mean_{key}"] = float(np.mean(values))
+    return summary
+
+
+def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
+                 env_kwargs: dict | None = None, tasks: list[int] | None = None,
+                 out_dir: str | Path | None = None, n_gifs: int = 1, config: dict | None = None,
+                 title: str | None = None) -> dict:
+    """Run ``n_episodes`` with seeds ``seed, seed + 1, ...``; ``tasks`` (BlockPush) cycles the
+    named assignment over episodes. Writes ``results.json`` and GIFs into ``out_dir``."""
+    if not isinstance(n_episodes, int) or n_episodes < 1:
+        raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes=}")
+    env = gym.make(env_id, **(env_kwargs or {}))
+    if isinstance(getattr(planner, "model", None), SimulatorDynamics):
+        env = PrivilegedState(env)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    episodes = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(title or env_id, total=n_episodes, status="")
+        for i in range(n_episodes):
+            options = {"task": tasks[i % len(tasks)]} if tasks else None
+            record = out_dir is not None and i < n_gifs
+            metrics, frames = run_episode(env, planner, seed + i, options, record_frames=record)
+            if options:
+                metrics["task"] = options["task"]
+            episodes.append(metrics)
+            if record:
+                write_gif(out_dir / f"episode_{seed + i}.gif", np.array(frames), fps=10, scale=2)
+            rate = np.mean([e["success"] for e in episodes])
+            progress.update(bar, advance=1, status=f"success {rate:.2f}")
+    summary = summarize(episodes)
+    print_summary(title or env_id, summary)
+    if out_dir is not None:
+        atomic_write_json(out_dir / "results.json", {
+            "env_id": env_id, "seed": seed, "config": config or {}, "git_revision": git_revision(),
+            "summary": summary, "episodes": episodes})
+    return {"summary": summary, "episodes": episodes}
+
+
+def print_summary(title: str, summary: dict) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if key.endswith("_wilson95"):
+            continue
+        if key in _RATE_KEYS:
+            low, high = summary[f"{key}_wilson95"]
+            table.add_row(key, f"{value:.3f} [{low:.3f}, {high:.3f}]")
+        else:
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
