@@ -230,3 +230,23 @@ def test_dp_states_round_trip():
     state5 = np.array([100.0, 200.0, 300.0, 250.0, 1.2])
     env.reset(options={"state": state5})
     np.testing.assert_allclose(dp_states(env.get_state()[None])[0], state5, atol=1e-9)
+
+
+def test_restore_into_a_used_env_is_exact():
+    """A simulator env reused for many candidates must not leak hidden solver state (bias
+    velocities) from one rollout into the next."""
+    rng = np.random.default_rng(8)
+    env = PushTEnv(render_mode=None)
+    env.reset(seed=8)
+    _contact_rich_actions(env, 20, rng)
+    saved = env.get_state()
+    future = np.clip(np.asarray(env.block.position) + rng.normal(0, 30, (30, 2)), 0, 512)
+    used = PushTEnv(render_mode=None)
+    used.reset(seed=1)
+    _contact_rich_actions(used, 20, rng)  # leave it mid-contact
+    trajectories = []
+    for sim in (env, used, PushTEnv(render_mode=None)):
+        sim.set_state(saved)
+        trajectories.append(np.array([(sim.step(u), sim.get_state()[:14])[1] for u in future]))
+    np.testing.assert_array_equal(trajectories[0], trajectories[1])
+    np.testing.assert_array_equal(trajectories[0], trajectories[2])

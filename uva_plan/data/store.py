@@ -330,7 +330,7 @@ class EpisodeStore:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile) as err:
             raise ValueError(f"cannot read episode file {path} ({type(err).__name__}: {err}): {advice}") from err
         missing = [key for key in DATA_KEYS if key not in arrays]
         n_steps = len(arrays.get("states", ()))

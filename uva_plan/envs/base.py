@@ -74,13 +74,8 @@ class PlanarPushEnv(gym.Env):
         self.render_size = int(render_size)
         self.render_mode = render_mode
         self.action_space = gym.spaces.Box(0.0, WORKSPACE, shape=(2,), dtype=np.float64)
-        self._static = pymunk.Body(body_type=pymunk.Body.STATIC)
-        self._walls = [pymunk.Segment(self._static, a, b, WALL_RADIUS) for a, b in WALLS]
-        self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
-        self._agent_shape = pymunk.Circle(self.agent, self.agent_radius)
-        self._objects = [self._static, *self._walls, self.agent, self._agent_shape,
-                         *self._make_bodies()]
         self.space: pymunk.Space | None = None
+        self._build_objects()
         self._rs = np.random.RandomState(0)
         self._rs_seeded = False
 
@@ -110,10 +105,29 @@ class PlanarPushEnv(gym.Env):
         raise NotImplementedError
 
     # -- physics ----------------------------------------------------------------------------
+    def _build_objects(self) -> None:
+        """Create every pymunk object anew, detached from any space.
+
+        Restoring a state rebuilds the objects, not just the space: Chipmunk bodies carry a
+        bias velocity (position correction from the last contact solve) that Python cannot
+        read or reset, and a body reused from another trajectory would carry its leftovers.
+        """
+        self._detach()
+        self._static = pymunk.Body(body_type=pymunk.Body.STATIC)
+        self._walls = [pymunk.Segment(self._static, a, b, WALL_RADIUS) for a, b in WALLS]
+        self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+        self._agent_shape = pymunk.Circle(self.agent, self.agent_radius)
+        self._objects = [self._static, *self._walls, self.agent, self._agent_shape,
+                         *self._make_bodies()]
+
+    def _detach(self) -> None:
+        if self.space is not None:
+            self.space.remove(*reversed(self._objects))  # shapes before their bodies
+            self.space = None
+
     def _fresh_space(self) -> pymunk.Space:
         """Move every object into a new, empty space (no contact cache)."""
-        if self.space is not None:
-            self.space.remove(*self._objects)
+        self._detach()
         space = pymunk.Space()
         space.gravity = (0.0, 0.0)
         space.damping = 0.0
@@ -173,12 +187,14 @@ class PlanarPushEnv(gym.Env):
         if not np.isfinite(physical).all():
             raise ValueError(f"state must be finite, got {physical.tolist()}")
         if len(state) == p:
+            self._build_objects()
             self._write_physical(physical.tolist())
             self._fresh_space()
             return
         n_replay = state[2 * p]
         if n_replay != int(n_replay) or len(state) != 2 * p + 1 + 2 * int(n_replay):
             raise ValueError(f"corrupt full state: {n_replay=} does not match its length {len(state)}")
+        self._build_objects()
         self._write_physical(state[p:2 * p].tolist())
         self._fresh_space()
         for tx, ty in state[2 * p + 1:].reshape(-1, 2):
@@ -234,9 +250,7 @@ class PlanarPushEnv(gym.Env):
                              supersample=supersample)
 
     def close(self):
-        if self.space is not None:
-            self.space.remove(*self._objects)
-            self.space = None
+        self._detach()
 
 
 def write_body(body: pymunk.Body, x: float, y: float, angle: float,

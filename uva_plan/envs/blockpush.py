@@ -181,7 +181,7 @@ class BlockPushEnv(PlanarPushEnv):
         left_x, right_x = rs.uniform(100, 200), rs.uniform(312, 412)
         xs = (left_x, right_x) if rs.rand() < 0.5 else (right_x, left_x)
         targets = [(x, rs.uniform(90, 170)) for x in xs]
-        while True:  # rejection sampling; ~80% of draws are at least 80 px apart
+        while True:  # rejection sampling: about half the draws are 80 px apart
             blocks = rs.uniform((150, 280), (362, 380), size=(N_BLOCKS, 2))
             if np.linalg.norm(blocks[0] - blocks[1]) >= 80.0:
                 break

@@ -129,6 +129,7 @@ class PushTEnv(PlanarPushEnv):
         if not np.isfinite(state).all():
             raise ValueError(f"Push-T state must be finite, got {state.tolist()}")
         ax, ay, bx, by, angle = state.tolist()
+        self._build_objects()
         self.agent.position = (ax, ay)
         self.agent.velocity = (0.0, 0.0)
         write_body(self.block, *cog_from_origin(bx, by, angle), angle)
