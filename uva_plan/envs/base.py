@@ -65,6 +65,7 @@ class PlanarPushEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
     agent_radius = 15.0
+    shape_friction = 0.0  # of the pusher and the walls; Chipmunk multiplies both shapes' values
 
     def __init__(self, render_size: int = 64, render_mode: str | None = "rgb_array"):
         if not (isinstance(render_size, (int, np.integer)) and 8 <= render_size <= 1024):
@@ -117,6 +118,8 @@ class PlanarPushEnv(gym.Env):
         self._walls = [pymunk.Segment(self._static, a, b, WALL_RADIUS) for a, b in WALLS]
         self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
         self._agent_shape = pymunk.Circle(self.agent, self.agent_radius)
+        for shape in (self._agent_shape, *self._walls):
+            shape.friction = self.shape_friction
         self._objects = [self._static, *self._walls, self.agent, self._agent_shape,
                          *self._make_bodies()]
 
@@ -163,6 +166,10 @@ class PlanarPushEnv(gym.Env):
             # Cache empty: rebuild the space now, so that the episode's space at this anchor is
             # exactly the one a restore builds (same shape ids, same broad-phase tree).
             self._fresh_space()
+
+    def physical_state(self) -> np.ndarray:
+        """The physical state (P,): what data sets store and frames are rendered from."""
+        return np.array(self._read_physical())
 
     def sim_step(self, action: np.ndarray) -> tuple[float, bool, dict]:
         """One control step with the task's bookkeeping but no observation or rendering

@@ -99,6 +99,7 @@ class BlockPushEnv(PlanarPushEnv):
 
     physical_dim = STATE_DIM
     agent_radius = 12.0  # a smaller pusher turns tighter around the 32 px blocks
+    shape_friction = SHAPE_FRICTION
 
     def __init__(self, task=None, render_size: int = 64, render_mode: str | None = "rgb_array"):
         self.default_task = parse_task(task)
@@ -107,8 +108,6 @@ class BlockPushEnv(PlanarPushEnv):
         self.task = self.default_task
         self.placed = 0.0
         super().__init__(render_size=render_size, render_mode=render_mode)
-        for shape in (self._agent_shape, *self._walls):
-            shape.friction = SHAPE_FRICTION
         angle_high = [WORKSPACE, WORKSPACE, 2 * np.pi]
         high = np.array([WORKSPACE, WORKSPACE, *angle_high, *angle_high] + [WORKSPACE] * 4)
         self.observation_space = gym.spaces.Dict({
