@@ -62,7 +62,8 @@ def test_write_read_round_trip_is_exact(tmp_path):
     np.testing.assert_array_equal(data["episode_ends"], [7, 11, 16])
     np.testing.assert_array_equal(data["episode_seeds"], [10, 11, 12])
     np.testing.assert_array_equal(data["episode_indices"], [0, 1, 3])
-    np.testing.assert_array_equal(data["final_states"], np.stack([e["final_state"] for e in episodes.values()]))
+    finals = np.stack([e["final_state"] for e in episodes.values()])
+    np.testing.assert_array_equal(data["final_states"], finals)
     np.testing.assert_array_equal(data["metrics"]["success"], [False, True, False])
     assert store.meta["format_version"] == "1" and store.meta["git_revision"]
 
@@ -182,7 +183,7 @@ def test_collect_killed_midway_then_rerun_completes(tmp_path):
         time.sleep(0.005)
     assert proc.poll() is None, f"collect ended before it could be killed: {proc.stderr.read().decode()}"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     store = EpisodeStore.open(out)
     n_killed = len(store)
     assert 5 <= n_killed < n_episodes

@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 import uva_plan  # noqa: F401

@@ -54,18 +54,15 @@ class RandomExpert:
 
 
 def make_expert(name: str, env: gym.Env, seed: int):
-    """The expert called ``name`` for ``env`` (the current experts need only their seed)."""
+    """The expert called ``name`` for ``env``: ``random`` (tests and smoke runs) or one of
+    ``uva_plan.envs.experts`` (the current experts need only their seed)."""
     if name == "random":
         return RandomExpert(seed=seed)
-    if name == "pusht":
-        from uva_plan.envs.pusht_expert import PushTExpert
+    from uva_plan.envs import experts
 
-        return PushTExpert(seed=seed)
-    if name == "blockpush":
-        from uva_plan.envs.blockpush import BlockPushOracle
-
-        return BlockPushOracle(seed=seed)
-    raise ValueError(f"unknown expert {name!r}; choose one of {EXPERTS}")
+    if name not in experts.ENV_IDS:
+        raise ValueError(f"unknown expert {name!r}; choose one of {EXPERTS}")
+    return experts.make_expert(name, seed)
 
 
 def expert_config(expert) -> dict:
@@ -227,7 +224,8 @@ def summary_table(summary: dict) -> Table:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m uva_plan.data.collect", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m uva_plan.data.collect",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="uva_plan/PushT-v0", help="gymnasium env id")
     parser.add_argument("--env-kwargs", default="{}", type=json.loads, help="JSON dict of env kwargs")
     parser.add_argument("--expert", default="pusht", choices=EXPERTS)

@@ -61,7 +61,8 @@ class SequenceSampler:
         if self.states.ndim != 2 or self.actions.ndim != 2 or len(self.actions) != n_steps:
             raise ValueError(f"states (N, P) and actions (N, A) must share N, got "
                              f"{self.states.shape=}, {self.actions.shape=}")
-        if ends.ndim != 1 or len(ends) == 0 or ends[0] <= 0 or (np.diff(ends) <= 0).any() or ends[-1] != n_steps:
+        if (ends.ndim != 1 or len(ends) == 0 or ends[0] <= 0 or (np.diff(ends) <= 0).any()
+                or ends[-1] != n_steps):
             raise ValueError(f"episode_ends must be strictly increasing positive ends finishing at "
                              f"N={n_steps}, got {ends.tolist()}")
         self.frame_offsets = np.asarray(frame_offsets, dtype=np.int64)
@@ -93,12 +94,14 @@ class SequenceSampler:
             self._frame_starts = self.episode_starts
             self._last_frame = self.episode_lengths - 1
 
-        chosen = np.arange(n_episodes) if episodes is None else np.unique(np.asarray(episodes, dtype=np.int64))
+        chosen = (np.arange(n_episodes) if episodes is None
+                  else np.unique(np.asarray(episodes, dtype=np.int64)))
         if len(chosen) and (chosen.min() < 0 or chosen.max() >= n_episodes):
             raise ValueError(f"episodes must lie in [0, {n_episodes}), got {sorted(chosen.tolist())}")
         self.episodes = chosen
         self._anchor_episode = np.repeat(chosen, self.episode_lengths[chosen])
-        self._anchor_t = np.concatenate([np.arange(n) for n in self.episode_lengths[chosen]] or [np.zeros(0, np.int64)])
+        self._anchor_t = np.concatenate([np.zeros(0, np.int64)]
+                                        + [np.arange(n) for n in self.episode_lengths[chosen]])
 
     @classmethod
     def uva(cls, data: EpisodeStore | dict, render_size: int | None = None, env_cls: type | None = None,

@@ -23,55 +23,21 @@ import datetime
 import json
 import os
 import re
-import secrets
-import subprocess
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
+
+from uva_plan.io import TMP_PREFIX, atomic_write, atomic_write_json, git_revision  # noqa: F401
 
 FORMAT_VERSION = "1"
 DATA_KEYS = ("states", "actions", "final_state", "rewards", "seed")
 # Recorded in meta.json but free to differ on resume: they describe a run, not the data.
 RUN_KEYS = ("git_revision", "created")
-TMP_PREFIX = ".tmp-"
 _EPISODE_FILE = re.compile(r"ep_(\d+)\.npz")
-
-
-def git_revision() -> str:
-    """The commit this code runs from (``git rev-parse HEAD``), or "unknown"."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Create or replace ``path`` atomically: ``write(f)`` fills a temporary file beside it."""
-    path = Path(path)
-    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
-    # os.open with 0o666 honours the umask (mkstemp would leave the file private, 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    text = json.dumps(obj, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def directory_bytes(root: str | os.PathLike) -> int:
@@ -299,7 +265,8 @@ class EpisodeStore:
         arrays = {
             "states": states,
             "actions": _checked("actions", actions, (n_steps, a), f"({n_steps}, {a}): one action per state"),
-            "final_state": _checked("final_state", final_state, (p,), f"({p},): the state after the last action"),
+            "final_state": _checked("final_state", final_state, (p,),
+                                    f"({p},): the state after the last action"),
             "rewards": _checked("rewards", rewards, (n_steps,), f"({n_steps},): one reward per action"),
         }
         if int(seed) != seed:
@@ -328,10 +295,12 @@ class EpisodeStore:
             raise FileNotFoundError(f"episode {i} is not in {self.root} ({path} does not exist)")
         advice = "it is truncated or corrupt; delete it and re-run the collection to recollect it"
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            # Our own handle: np.load leaks the one it opens when the zip is unreadable.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
                 arrays = {key: npz[key] for key in npz.files}
         except (OSError, EOFError, ValueError, KeyError, NotImplementedError, zipfile.BadZipFile) as err:
-            raise ValueError(f"cannot read episode file {path} ({type(err).__name__}: {err}): {advice}") from err
+            raise ValueError(f"cannot read episode file {path} ({type(err).__name__}: {err}): "
+                             f"{advice}") from err
         missing = [key for key in DATA_KEYS if key not in arrays]
         n_steps = len(arrays.get("states", ()))
         expected = {"states": (n_steps, self.physical_dim), "actions": (n_steps, self.action_dim),
@@ -442,5 +411,6 @@ def _lock(root: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(f"{root} is being written by another process (it holds {root / '.lock'})") from None
+        raise RuntimeError(f"{root} is being written by another process "
+                           f"(it holds {root / '.lock'})") from None
     return fd

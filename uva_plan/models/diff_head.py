@@ -1,0 +1,168 @@
+"""A small diffusion head: an adaLN-conditioned residual MLP that denoises one vector per row.
+
+MAR's "diffusion loss" (Li et al. 2024, "Autoregressive Image Generation without Vector
+Quantization"): the head owns its loss and has two verbs, ``loss(target, cond)`` (DDPM
+noising at a uniform random timestep, MSE on the prediction) and ``sample(cond)`` (DDIM,
+eta 0). UVA builds it twice from two configs: one for video tokens, one for action chunks.
+
+Shape letters: B rows (batch, or tokens flattened into the batch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import Tensor, nn
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+FREQ_DIM = 256  # sinusoidal timestep features before the MLP (as in DiT and MAR)
+
+
+@dataclass
+class DiffusionHeadConfig:
+    target_dim: int  # size of the vector being denoised
+    cond_dim: int  # size of the conditioning vector (a token's z, or an action-chunk summary)
+    width: int = 256
+    depth: int = 3  # residual adaLN blocks
+    n_train_steps: int = 1000
+    n_sample_steps: int = 16  # DDIM steps when ``sample`` is not told otherwise
+    beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule of the paper
+    prediction_type: str = "epsilon"
+    clip_sample: bool = False  # clip predicted x0 to [-1, 1] while sampling (for actions)
+
+    def __post_init__(self):
+        for name in ("target_dim", "cond_dim", "width", "depth", "n_train_steps", "n_sample_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+        if self.n_sample_steps > self.n_train_steps:
+            raise ValueError(f"n_sample_steps must be <= n_train_steps, got "
+                             f"{self.n_sample_steps=} {self.n_train_steps=}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule=}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, "
+                             f"got {self.prediction_type=}")
+
+
+def timestep_features(t: Tensor, dim: int = FREQ_DIM, max_period: float = 10_000.0) -> Tensor:
+    """Sinusoidal features of integer timesteps: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    return x * (1 + scale) + shift
+
+
+class ResBlock(nn.Module):
+    """x + gate * MLP(adaLN(x)); shift, scale and gate come from the condition c."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+        # adaLN-Zero (DiT): every block starts as the identity.
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale, gate = self.ada(c).chunk(3, dim=-1)
+        return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
+
+
+class FinalLayer(nn.Module):
+    """adaLN then a zero-initialised projection to the target size (the net starts at 0)."""
+
+    def __init__(self, width: int, out_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, out_dim)
+        for layer in (self.ada[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.ada(c).chunk(2, dim=-1)
+        return self.out(modulate(self.norm(x), shift, scale))
+
+
+class DiffusionHead(nn.Module):
+    """Denoiser of (B, target_dim) vectors conditioned on (B, cond_dim) vectors."""
+
+    def __init__(self, config: DiffusionHeadConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.time_embed = nn.Sequential(nn.Linear(FREQ_DIM, w), nn.SiLU(), nn.Linear(w, w))
+        self.cond_embed = nn.Linear(config.cond_dim, w)
+        self.input_proj = nn.Linear(config.target_dim, w)
+        self.blocks = nn.ModuleList(ResBlock(w) for _ in range(config.depth))
+        self.final = FinalLayer(w, config.target_dim)
+        for module in (self.time_embed[0], self.time_embed[2]):
+            nn.init.normal_(module.weight, std=0.02)
+        self.train_scheduler = DDPMScheduler(
+            num_train_timesteps=config.n_train_steps, beta_schedule=config.beta_schedule,
+            prediction_type=config.prediction_type, clip_sample=config.clip_sample)
+        # Same betas; "trailing" spacing starts sampling at the last train step (pure noise),
+        # which matters with few steps (Lin et al. 2024, "Common diffusion noise schedules...").
+        self.sample_scheduler = DDIMScheduler(
+            num_train_timesteps=config.n_train_steps,
+            trained_betas=self.train_scheduler.betas.numpy(),
+            prediction_type=config.prediction_type, clip_sample=config.clip_sample,
+            timestep_spacing="trailing", set_alpha_to_one=True)
+
+    @classmethod
+    def from_config(cls, config: dict) -> DiffusionHead:
+        return cls(DiffusionHeadConfig(**config))
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """Network output for noisy x (B, target_dim) at timesteps t (B,) given cond (B, cond_dim)."""
+        c = self.time_embed(timestep_features(t)) + self.cond_embed(cond)
+        h = self.input_proj(x)
+        for block in self.blocks:
+            h = block(h, c)
+        return self.final(h, c)
+
+    def loss(self, target: Tensor, cond: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Denoising MSE for target (B, target_dim) given cond (B, cond_dim); mask (B,) selects rows."""
+        noise = torch.randn_like(target)
+        t = torch.randint(0, self.config.n_train_steps, (target.shape[0],), device=target.device)
+        noisy = self.train_scheduler.add_noise(target, noise, t)
+        if self.config.prediction_type == "epsilon":
+            goal = noise
+        elif self.config.prediction_type == "sample":
+            goal = target
+        else:
+            goal = self.train_scheduler.get_velocity(target, noise, t)
+        per_row = F.mse_loss(self(noisy, t, cond), goal, reduction="none").mean(dim=-1)
+        if mask is None:
+            return per_row.mean()
+        mask = mask.to(per_row.dtype)
+        return (per_row * mask).sum() / mask.sum().clamp_min(1.0)
+
+    @torch.no_grad()
+    def sample(self, cond: Tensor, n_steps: int | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """DDIM (eta 0) samples (B, target_dim) for cond (B, cond_dim); deterministic given generator."""
+        n_steps = self.config.n_sample_steps if n_steps is None else n_steps
+        if not 1 <= n_steps <= self.config.n_train_steps:
+            raise ValueError(f"n_steps must be in [1, {self.config.n_train_steps}], got {n_steps=}")
+        x = torch.randn((cond.shape[0], self.config.target_dim), generator=generator,
+                        device=cond.device, dtype=cond.dtype) * temperature
+        scheduler = self.sample_scheduler
+        scheduler.set_timesteps(n_steps, device=cond.device)
+        for t in scheduler.timesteps:
+            out = self(x, t.expand(x.shape[0]), cond)
+            x = scheduler.step(out, t, x, eta=0.0).prev_sample
+        return x
+
