@@ -6,14 +6,23 @@ target position, and every control step (10 Hz) runs 10 physics substeps of 10 m
 ``accel = K_P (target - p) - K_V v``. Space damping is 0, so pushed bodies stop as soon as
 contact ends (quasi-static pushing on a high-friction floor).
 
-Exact state restore. Chipmunk keeps a contact cache between steps (warm-started impulses);
-the original keeps one space for the whole episode, and dropping that cache changes
-trajectories by pixels within a few contact-rich steps. The cache is not reachable from
-Python, so the full state records how to rebuild it: the physical state at the last control
-step that ended with an empty cache (the anchor) and the actions executed since. At every
-anchor the episode itself moves into a freshly built space (nothing is lost: the cache is
-empty), so restoring = building a fresh space at the anchor and replaying those actions, and
-stepping from ``set_state(get_state())`` reproduces the original trajectory bit for bit. Full state layout, float64:
+Exact state restore. Chipmunk keeps a contact cache between steps (warm-started impulses)
+and a broad-phase tree whose shape orders simultaneous contacts; the original keeps one
+space for the whole episode, and losing either changes trajectories by pixels within a few
+contact-rich steps. Neither is reachable from Python, so the full state records how to
+rebuild them: the physical state at an anchor, where the space was freshly built, and the
+actions executed since. Restoring = building a fresh space at the anchor and replaying those
+actions, so stepping from ``set_state(get_state())`` reproduces the trajectory bit for bit.
+Two modes choose the anchors:
+- ``restore_mode="anchor"`` (default): every control step that ends with an empty contact
+  cache moves the episode into a fresh space and becomes the anchor, so restores replay only
+  the current contact run (fast: what the simulator planner needs). The rebuilt broad-phase
+  tree can order later simultaneous contacts differently from the original's persistent one,
+  so a minority of contact-rich trajectories drift from the original's (benchmarks/dp_fidelity.py).
+- ``restore_mode="episode"``: one space per episode, exactly as the original; the anchor is
+  the last reset/set_state and restores replay the whole episode so far (slower). Use it to
+  replay data recorded in the original environment.
+Full state layout, float64:
     [physical (P) | anchor physical (P) | n_replay | replay actions (n_replay x 2)]
 where a replay row of NaNs stands for one uncontrolled settling substep. A bare physical
 state (P,) is accepted too and starts with an empty cache.
@@ -35,6 +44,7 @@ DT = 1.0 / SIM_HZ
 K_P, K_V = 100.0, 20.0
 WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
 WALL_RADIUS = 2.0
+RESTORE_MODES = ("anchor", "episode")
 
 
 def validate_action(action: Any, action_dim: int = 2) -> np.ndarray:
@@ -67,7 +77,11 @@ class PlanarPushEnv(gym.Env):
     agent_radius = 15.0
     shape_friction = 0.0  # of the pusher and the walls; Chipmunk multiplies both shapes' values
 
-    def __init__(self, render_size: int = 64, render_mode: str | None = "rgb_array"):
+    def __init__(self, render_size: int = 64, render_mode: str | None = "rgb_array",
+                 restore_mode: str = "anchor"):
+        if restore_mode not in RESTORE_MODES:
+            raise ValueError(f"restore_mode must be one of {RESTORE_MODES}, got {restore_mode=}")
+        self.restore_mode = restore_mode
         if not (isinstance(render_size, (int, np.integer)) and 8 <= render_size <= 1024):
             raise ValueError(f"render_size must be an int in [8, 1024], got {render_size=}")
         if render_mode not in (None, "rgb_array"):
@@ -160,8 +174,8 @@ class PlanarPushEnv(gym.Env):
         self._after_step((float("nan"), float("nan")))
 
     def _after_step(self, action: tuple[float, float]) -> None:
-        if self.space._get_arbiters():  # contact cache in use: remember how to rebuild it
-            self._replay.append(action)
+        if self.restore_mode == "episode" or self.space._get_arbiters():
+            self._replay.append(action)  # contact cache in use: remember how to rebuild it
         else:
             # Cache empty: rebuild the space now, so that the episode's space at this anchor is
             # exactly the one a restore builds (same shape ids, same broad-phase tree).

@@ -101,13 +101,14 @@ class BlockPushEnv(PlanarPushEnv):
     agent_radius = 12.0  # a smaller pusher turns tighter around the 32 px blocks
     shape_friction = SHAPE_FRICTION
 
-    def __init__(self, task=None, render_size: int = 64, render_mode: str | None = "rgb_array"):
+    def __init__(self, task=None, render_size: int = 64, render_mode: str | None = "rgb_array",
+                 restore_mode: str = "anchor"):
         self.default_task = parse_task(task)
         self.targets = np.zeros((N_TARGETS, 2))
         self.entered = np.zeros((N_BLOCKS, N_TARGETS))
         self.task = self.default_task
         self.placed = 0.0
-        super().__init__(render_size=render_size, render_mode=render_mode)
+        super().__init__(render_size=render_size, render_mode=render_mode, restore_mode=restore_mode)
         angle_high = [WORKSPACE, WORKSPACE, 2 * np.pi]
         high = np.array([WORKSPACE, WORKSPACE, *angle_high, *angle_high] + [WORKSPACE] * 4)
         self.observation_space = gym.spaces.Dict({

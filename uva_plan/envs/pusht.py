@@ -79,11 +79,11 @@ class PushTEnv(PlanarPushEnv):
     physical_dim = STATE_DIM
 
     def __init__(self, render_size: int = 64, random_goal: bool = False,
-                 render_mode: str | None = "rgb_array"):
+                 render_mode: str | None = "rgb_array", restore_mode: str = "anchor"):
         self.random_goal = bool(random_goal)
         self.goal_pose = GOAL_POSE.copy()
         self.max_coverage = 0.0
-        super().__init__(render_size=render_size, render_mode=render_mode)
+        super().__init__(render_size=render_size, render_mode=render_mode, restore_mode=restore_mode)
         spaces = {
             "image": gym.spaces.Box(0, 255, (self.render_size, self.render_size, 3), np.uint8),
             "agent_pos": gym.spaces.Box(0.0, WORKSPACE, (2,), np.float64),

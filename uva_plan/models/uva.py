@@ -1,0 +1,422 @@
+"""Unified Video Action model (UVA; Li, Gao, Sadigh, Song 2025) at small width.
+
+One bidirectional transformer reads history latents, (partly masked) future latents and
+(optionally masked) actions and produces a joint latent Z; two decoupled diffusion heads read
+Z: a per-token video head and a per-chunk action head. Masked training over five task modes
+makes the one model a policy, a forward-dynamics model, a video predictor and an inverse-
+dynamics model.
+
+Fusion, for future frame k: [future frame k tokens | history frame k tokens | action tokens of
+frame k] are concatenated along channels and projected to D; the T future frames are then
+concatenated in time (T * N tokens) with learned temporal + spatial position embeddings.
+Masked frame tokens are replaced by one learned mask vector, masked actions by another.
+
+Shape letters: B batch, T frames (n_future == n_history), N tokens per frame, P patch dim
+(p * p * C), C latent channels, h, w latent side, D width, H actions per chunk (T * L),
+L actions per frame, A action dim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import einops
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from uva_plan.models.diff_head import DiffusionHead, DiffusionHeadConfig
+
+MODES = ("video", "forward_dynamics", "policy", "inverse_dynamics", "full")
+VIDEO_LOSS_MODES = ("video", "forward_dynamics", "full")
+ACTION_LOSS_MODES = ("policy", "inverse_dynamics", "full")
+
+
+@dataclass
+class UVAConfig:
+    latent_channels: int = 4
+    latent_size: int = 8  # latent side h = w (64x64 frames through a stride-8 VAE)
+    patch_size: int = 2  # N = (8 / 2)^2 = 16 tokens of P = 2 * 2 * 4 = 16 dims per frame
+    n_history: int = 4
+    n_future: int = 4  # future frame k is fused with history frame k, so the two must match
+    frame_stride: int = 4  # control steps between frames (what the data sampler uses)
+    action_dim: int = 2
+    actions_per_frame: int = 4  # L: actions [k L, (k + 1) L) of the chunk lead to future frame k
+    width: int = 192
+    depth: int = 6
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    mask_ratio_min: float = 0.7  # mask ratio ~ truncated normal on [min, 1] (MAR, UVA)
+    mask_ratio_mean: float = 1.0
+    mask_ratio_std: float = 0.25
+    # DiffusionHeadConfig fields except target_dim / cond_dim, which the model derives.
+    video_head: dict = field(default_factory=lambda: {"width": 192, "depth": 3})
+    # Actions are normalised to [-1, 1], so x0 is clipped while sampling (as Diffusion Policy).
+    action_head: dict = field(default_factory=lambda: {"width": 256, "depth": 3, "clip_sample": True})
+    n_video_sample_steps: int = 8  # MaskGIT unmasking steps (the paper: 8 give better video)
+    n_action_sample_steps: int = 16  # DDIM steps of the action head (the paper's real robot: 16)
+    # MAR's diffusion_batch_mul: each target is noised this many times per loss. Cheap for the
+    # action head (one row per sample); for video it would cost as much as the transformer.
+    video_loss_repeats: int = 1
+    action_loss_repeats: int = 4
+    mode_probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)  # over MODES, in that order
+
+    def __post_init__(self):
+        self.mode_probs = tuple(self.mode_probs)  # YAML / JSON give lists
+        self.video_head, self.action_head = dict(self.video_head), dict(self.action_head)
+        for name in ("latent_channels", "latent_size", "patch_size", "n_history", "n_future",
+                     "frame_stride", "action_dim", "actions_per_frame", "width", "depth", "n_heads",
+                     "n_video_sample_steps", "n_action_sample_steps", "video_loss_repeats",
+                     "action_loss_repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+        if self.latent_size % self.patch_size:
+            raise ValueError(f"patch_size must divide latent_size, got {self.patch_size=} {self.latent_size=}")
+        if self.n_history != self.n_future:
+            raise ValueError(f"n_history must equal n_future (frames are fused pairwise), "
+                             f"got {self.n_history=} {self.n_future=}")
+        if self.actions_per_frame != self.frame_stride:
+            raise ValueError(f"actions_per_frame must equal frame_stride (one action per control "
+                             f"step), got {self.actions_per_frame=} {self.frame_stride=}")
+        if self.width % self.n_heads:
+            raise ValueError(f"n_heads must divide width, got {self.n_heads=} {self.width=}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout=}")
+        if not 0.0 <= self.mask_ratio_min <= self.mask_ratio_mean <= 1.0:
+            raise ValueError(f"mask ratios must satisfy 0 <= mask_ratio_min <= mask_ratio_mean <= 1, "
+                             f"got {self.mask_ratio_min=} {self.mask_ratio_mean=}")
+        if self.mask_ratio_std < 0:
+            raise ValueError(f"mask_ratio_std must be >= 0, got {self.mask_ratio_std=}")
+        if self.n_video_sample_steps > self.n_tokens:
+            raise ValueError(f"n_video_sample_steps must be <= tokens per frame {self.n_tokens}, "
+                             f"got {self.n_video_sample_steps=}")
+        if len(self.mode_probs) != len(MODES) or min(self.mode_probs) < 0 or sum(self.mode_probs) <= 0:
+            raise ValueError(f"mode_probs must be {len(MODES)} non-negative weights over {MODES} with a "
+                             f"positive sum, got {self.mode_probs=}")
+        for name in ("video_head", "action_head"):
+            derived = {"target_dim", "cond_dim"} & set(getattr(self, name))
+            if name == "action_head" and "n_sample_steps" in self.action_head:
+                derived.add("n_sample_steps (set n_action_sample_steps)")
+            if derived:
+                raise ValueError(f"{name} must not set {sorted(derived)}, got {name}={getattr(self, name)!r}")
+            try:
+                getattr(self, f"{name}_config")
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{name}: {error}") from error
+
+    @property
+    def n_tokens(self) -> int:
+        return (self.latent_size // self.patch_size) ** 2
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size ** 2 * self.latent_channels
+
+    @property
+    def horizon(self) -> int:
+        return self.n_future * self.actions_per_frame
+
+    @property
+    def video_head_config(self) -> DiffusionHeadConfig:
+        return DiffusionHeadConfig(target_dim=self.patch_dim, cond_dim=self.width, **self.video_head)
+
+    @property
+    def action_head_config(self) -> DiffusionHeadConfig:
+        # Conditioned on one D-dim summary per future frame; denoises the whole chunk at once.
+        return DiffusionHeadConfig(target_dim=self.horizon * self.action_dim,
+                                   cond_dim=self.n_future * self.width,
+                                   n_sample_steps=self.n_action_sample_steps, **self.action_head)
+
+
+def patchify(latents: Tensor, patch_size: int) -> Tensor:
+    """Latents (..., C, h, w) -> tokens (..., N, P), row-major over the patch grid."""
+    return einops.rearrange(latents, "... c (gh p1) (gw p2) -> ... (gh gw) (p1 p2 c)",
+                            p1=patch_size, p2=patch_size)
+
+
+def unpatchify(tokens: Tensor, patch_size: int, latent_size: int) -> Tensor:
+    """Tokens (..., N, P) -> latents (..., C, h, w); the inverse of ``patchify``."""
+    grid = latent_size // patch_size
+    return einops.rearrange(tokens, "... (gh gw) (p1 p2 c) -> ... c (gh p1) (gw p2)",
+                            gh=grid, gw=grid, p1=patch_size, p2=patch_size)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, width: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = einops.rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.n_heads)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(einops.rearrange(y, "b h n d -> b n (h d)"))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block, bidirectional."""
+
+    def __init__(self, width: int, n_heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        hidden = int(width * mlp_ratio)
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = SelfAttention(width, n_heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class FrameSummary(nn.Module):
+    """The action head's aggregation: conv over each frame's token grid, mean-pool, MLP."""
+
+    def __init__(self, width: int, grid: int):
+        super().__init__()
+        self.grid = grid
+        self.conv = nn.Conv2d(width, width, kernel_size=3, padding=1)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Z (B, T * N, D) -> one D-vector per frame, concatenated: (B, T * D)."""
+        x = einops.rearrange(z, "b (t gh gw) d -> (b t) d gh gw", gh=self.grid, gw=self.grid)
+        x = self.mlp(F.silu(self.conv(x)).mean(dim=(2, 3)))  # (B * T, D)
+        return einops.rearrange(x, "(b t) d -> b (t d)", b=z.shape[0])
+
+
+class UVA(nn.Module):
+    """Transformer over fused frame/action tokens plus a video and an action diffusion head."""
+
+    def __init__(self, config: UVAConfig):
+        super().__init__()
+        self.config = c = config
+        P, D, LA = c.patch_dim, c.width, c.actions_per_frame * c.action_dim
+        self.in_proj = nn.Linear(2 * P + LA, D)
+        self.mask_token = nn.Parameter(torch.randn(P) * 0.02)  # masked future or history tokens
+        self.action_mask_token = nn.Parameter(torch.randn(LA) * 0.02)
+        self.time_pos = nn.Parameter(torch.randn(1, c.n_future, 1, D) * 0.02)
+        self.space_pos = nn.Parameter(torch.randn(1, 1, c.n_tokens, D) * 0.02)
+        self.blocks = nn.ModuleList(Block(D, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.depth))
+        self.norm = nn.LayerNorm(D)
+        self.frame_summary = FrameSummary(D, c.latent_size // c.patch_size)
+        for module in (self.in_proj, self.blocks, self.frame_summary):
+            module.apply(_init_weights)
+        # The heads initialise themselves (adaLN-Zero).
+        self.video_head = DiffusionHead(c.video_head_config)
+        self.action_head = DiffusionHead(c.action_head_config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> UVA:
+        return cls(UVAConfig(**config))
+
+    def config_dict(self) -> dict:
+        """Plain-dict config: ``UVA.from_config(model.config_dict())`` rebuilds the same model."""
+        return asdict(self.config)
+
+    # ----- the joint latent -----
+
+    def encode(self, history: Tensor | None, future: Tensor | None, future_mask: Tensor | None,
+               actions: Tensor | None) -> Tensor:
+        """Joint latent Z (B, T * N, D).
+
+        history, future: tokens (B, T, N, P), or None when fully masked; future_mask (B, N)
+        True where masked, shared by the T future frames (None: all visible); actions (B, H, A)
+        or None when masked.
+        """
+        c = self.config
+        B = (history if history is not None else future).shape[0]
+        masked = self.mask_token.expand(B, c.n_future, c.n_tokens, -1)
+        hist = masked if history is None else history
+        fut = masked if future is None else future
+        if future is not None and future_mask is not None:
+            fut = torch.where(future_mask[:, None, :, None], masked, future)
+        if actions is None:
+            act = self.action_mask_token.expand(B, c.n_future, c.n_tokens, -1)
+        else:  # every token of frame k carries frame k's L actions
+            act = einops.repeat(actions, "b (t l) a -> b t n (l a)", t=c.n_future, n=c.n_tokens)
+        x = self.in_proj(torch.cat([fut, hist, act], dim=-1)) + self.time_pos + self.space_pos
+        x = einops.rearrange(x, "b t n d -> b (t n) d")
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    # ----- training -----
+
+    def compute_loss(self, batch: dict, mode: int | str | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Masked-modelling loss of one task mode (drawn from mode_probs unless given).
+
+        batch["latents"] (B, n_history + n_future, C, h, w) scaled VAE latents, oldest first;
+        batch["actions"] (B, H, A) normalised actions, H = n_future * actions_per_frame.
+        Metrics: loss, loss_video and loss_action (NaN when the mode has no such term), mode.
+        """
+        c = self.config
+        mode = self._mode_index(mode)
+        name = MODES[mode]
+        tokens = patchify(self._check(batch["latents"], c.n_history + c.n_future), c.patch_size)
+        history, future = tokens[:, : c.n_history], tokens[:, c.n_history:]
+        actions = batch["actions"]
+        B = tokens.shape[0]
+        if actions.shape != (B, c.horizon, c.action_dim):
+            raise ValueError(f"actions must be (B, {c.horizon}, {c.action_dim}), got {tuple(actions.shape)}")
+        mask = self.random_mask(B, tokens.device)  # drawn in every mode: the RNG stream is mode-blind
+        if name == "policy":
+            mask = torch.ones_like(mask)
+        elif name == "inverse_dynamics":
+            mask = torch.zeros_like(mask)
+        z = self.encode(None if name == "inverse_dynamics" else history, future, mask,
+                        actions if name == "forward_dynamics" else None)
+        losses = {}
+        if name in VIDEO_LOSS_MODES:  # only masked tokens are predicted
+            selected = einops.repeat(mask, "b n -> b (t n)", t=c.n_future)
+            target = einops.rearrange(future, "b t n p -> b (t n) p")[selected]
+            r = c.video_loss_repeats
+            losses["video"] = self.video_head.loss(target.repeat(r, 1), z[selected].repeat(r, 1))
+        if name in ACTION_LOSS_MODES:
+            r = c.action_loss_repeats
+            target = einops.rearrange(actions, "b h a -> b (h a)")
+            losses["action"] = self.action_head.loss(target.repeat(r, 1), self.frame_summary(z).repeat(r, 1))
+        loss = sum(losses.values())
+        metrics = {"loss": loss.item(), "mode": float(mode),
+                   "loss_video": losses["video"].item() if "video" in losses else float("nan"),
+                   "loss_action": losses["action"].item() if "action" in losses else float("nan")}
+        return loss, metrics
+
+    def random_mask(self, batch_size: int, device: torch.device | str) -> Tensor:
+        """(B, N) True where masked: one ratio per batch, ceil(ratio * N) random tokens per sample."""
+        c = self.config
+        while True:  # rejection sampling of the truncated normal (torch RNG, so seeds carry over)
+            ratios = torch.randn(64) * c.mask_ratio_std + c.mask_ratio_mean
+            ratios = ratios[(ratios >= c.mask_ratio_min) & (ratios <= 1.0)]
+            if len(ratios):
+                break
+        n_masked = max(1, math.ceil(ratios[0].item() * c.n_tokens))
+        order = torch.rand(batch_size, c.n_tokens, device=device).argsort(dim=-1)
+        return order < n_masked  # the first n_masked of a random permutation
+
+    # ----- inference: one method per task mode -----
+
+    @torch.no_grad()
+    def policy(self, context: dict, generator: torch.Generator | None = None) -> Tensor:
+        """Action chunks (B, H, A) from context["latents"] (B, n_history, C, h, w); no video head."""
+        z = self.encode(self._history(context), None, None, None)
+        return self._sample_actions(z, generator)
+
+    @torch.no_grad()
+    def sample_actions(self, context: dict, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n action chunks (n, H, A) for one context (B = 1): one transformer pass, n head draws."""
+        history = self._history(context)
+        if history.shape[0] != 1:
+            raise ValueError(f"sample_actions takes one context (B = 1), got B={history.shape[0]}")
+        z = self.encode(history, None, None, None)
+        return self._sample_actions(z.expand(n, -1, -1), generator)
+
+    @torch.no_grad()
+    def forward_dynamics(self, context: dict, actions: Tensor, decode_fn: Callable | None = None,
+                         n_steps: int | None = None, generator: torch.Generator | None = None,
+                         temperature: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+        """Future latents (B, n_future, C, h, w) given history and actions (B, H, A).
+
+        With decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the frames,
+        shaped (B, n_future, ...).
+        """
+        history = self._history(context)
+        c = self.config
+        if actions.shape != (history.shape[0], c.horizon, c.action_dim):
+            raise ValueError(f"actions must be (B, {c.horizon}, {c.action_dim}) with B={history.shape[0]}, "
+                             f"got {tuple(actions.shape)}")
+        latents = self._generate_video(history, actions, n_steps, generator, temperature)
+        return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
+
+    @torch.no_grad()
+    def predict_video(self, context: dict, decode_fn: Callable | None = None, n_steps: int | None = None,
+                      generator: torch.Generator | None = None,
+                      temperature: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+        """Future latents (B, n_future, C, h, w) from history alone (actions masked)."""
+        latents = self._generate_video(self._history(context), None, n_steps, generator, temperature)
+        return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
+
+    @torch.no_grad()
+    def inverse_dynamics(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Action chunks (B, H, A) that lead through future latents (B, n_future, C, h, w); history masked."""
+        future = patchify(self._check(latents, self.config.n_future), self.config.patch_size)
+        return self._sample_actions(self.encode(None, future, None, None), generator)
+
+    # ----- helpers -----
+
+    def _sample_actions(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        flat = self.action_head.sample(self.frame_summary(z), generator=generator)
+        return einops.rearrange(flat, "b (h a) -> b h a", a=self.config.action_dim)
+
+    def _generate_video(self, history: Tensor, actions: Tensor | None, n_steps: int | None,
+                        generator: torch.Generator | None, temperature: float) -> Tensor:
+        """MaskGIT-style unmasking (Chang et al. 2022) with MAR's cosine schedule.
+
+        Each step runs the transformer and reveals the next spatial positions of a random
+        order (the same positions in every future frame, as in training). The head is sampled
+        only for the tokens revealed at this step: it treats tokens independently given z, so
+        this draws the same distribution as sampling every masked token and keeping a subset.
+        """
+        c = self.config
+        n_steps = c.n_video_sample_steps if n_steps is None else n_steps
+        if not 1 <= n_steps <= c.n_tokens:
+            raise ValueError(f"n_steps must be in [1, {c.n_tokens}] (tokens per frame), got {n_steps=}")
+        B, N, device = history.shape[0], c.n_tokens, history.device
+        future = torch.zeros(B, c.n_future * N, c.patch_dim, device=device, dtype=history.dtype)
+        mask = torch.ones(B, N, dtype=torch.bool, device=device)
+        order = torch.rand(B, N, generator=generator, device=device).argsort(dim=-1)
+        n_masked = N
+        for step in range(n_steps):
+            z = self.encode(history, future.view(B, c.n_future, N, -1), mask, actions)
+            if step == n_steps - 1:
+                n_next = 0
+            else:  # at least one revealed now, at least one left for later
+                n_next = int(N * math.cos(math.pi / 2 * (step + 1) / n_steps))
+                n_next = max(1, min(n_masked - 1, n_next))
+            reveal = torch.zeros_like(mask).scatter_(1, order[:, N - n_masked: N - n_next], True)
+            selected = einops.repeat(reveal, "b n -> b (t n)", t=c.n_future)
+            future[selected] = self.video_head.sample(z[selected], temperature=temperature, generator=generator)
+            mask &= ~reveal
+            n_masked = n_next
+        return unpatchify(future.view(B, c.n_future, N, -1), c.patch_size, c.latent_size)
+
+    def _decode(self, latents: Tensor, decode_fn: Callable) -> Tensor:
+        frames = decode_fn(einops.rearrange(latents, "b t c h w -> (b t) c h w"))
+        return einops.rearrange(frames, "(b t) ... -> b t ...", b=latents.shape[0])
+
+    def _history(self, context: dict) -> Tensor:
+        latents = self._check(context["latents"], self.config.n_history)
+        return patchify(latents, self.config.patch_size)
+
+    def _check(self, latents: Tensor, n_frames: int) -> Tensor:
+        c = self.config
+        expected = (n_frames, c.latent_channels, c.latent_size, c.latent_size)
+        if latents.ndim != 5 or tuple(latents.shape[1:]) != expected:
+            raise ValueError(f"latents must be (B, {', '.join(map(str, expected))}), got {tuple(latents.shape)}")
+        return latents
+
+    def _mode_index(self, mode: int | str | None) -> int:
+        if mode is None:
+            probs = torch.tensor(self.config.mode_probs, dtype=torch.float)
+            return int(torch.multinomial(probs, 1).item())
+        if isinstance(mode, str):
+            if mode not in MODES:
+                raise ValueError(f"mode must be one of {MODES}, got {mode=}")
+            return MODES.index(mode)
+        if not 0 <= mode < len(MODES):
+            raise ValueError(f"mode index must be in [0, {len(MODES)}), got {mode=}")
+        return int(mode)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
