@@ -31,16 +31,17 @@ def _states(rollout: Rollout, physical_dim: int) -> np.ndarray:
 class PushTSimObjective:
     """Push-T on exact states: ``-coverage_weight * best coverage reached`` plus the final
     pose error (CoG distance in px + ``angle_weight`` x angle error in rad) plus
-    ``approach_weight`` x the pusher's final distance to the block's CoG."""
+    ``approach_weight`` x the pusher's final distance to the point ``behind_distance`` px
+    behind the block's CoG, seen from the goal."""
 
     def __init__(self, coverage_weight: float = 200.0, angle_weight: float = 60.0,
-                 approach_weight: float = 0.1):
+                 approach_weight: float = 0.1, behind_distance: float = 90.0):
         for name, value in (("coverage_weight", coverage_weight), ("angle_weight", angle_weight),
-                            ("approach_weight", approach_weight)):
+                            ("approach_weight", approach_weight), ("behind_distance", behind_distance)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
         self.coverage_weight, self.angle_weight = coverage_weight, angle_weight
-        self.approach_weight = approach_weight
+        self.approach_weight, self.behind_distance = approach_weight, behind_distance
 
     def cost(self, rollout: Rollout) -> Tensor:
         states = _states(rollout, pusht.STATE_DIM)
@@ -53,7 +54,13 @@ class PushTSimObjective:
         goal_cog = goal[:, :2] + np.stack([-s * pusht.TEE_COG[1], c * pusht.TEE_COG[1]], axis=1)
         position_error = np.linalg.norm(final[:, 4:6] - goal_cog, axis=1)
         angle_error = np.abs((final[:, 6] - goal[:, 2] + np.pi) % (2 * np.pi) - np.pi)
-        approach = np.linalg.norm(final[:, :2] - final[:, 4:6], axis=1)
+        # Pull the pusher to the far side of the block from the goal (where a push moves it
+        # goalwards) rather than onto the block, fading out as the block reaches the goal.
+        away = final[:, 4:6] - goal_cog
+        distance = np.linalg.norm(away, axis=1, keepdims=True)
+        behind = final[:, 4:6] + self.behind_distance * away / np.maximum(distance, 1e-9)
+        fade = np.minimum(1.0, distance[:, 0] / self.behind_distance)
+        approach = fade * np.linalg.norm(final[:, :2] - behind, axis=1)
         cost = (-self.coverage_weight * best_coverage + position_error
                 + self.angle_weight * angle_error + self.approach_weight * approach)
         return torch.from_numpy(cost)

@@ -126,6 +126,26 @@ class SequenceSampler:
         sample["episode"], sample["t"] = int(sample["episode"]), int(sample["t"])
         return sample
 
+    @property
+    def frame_table(self) -> np.ndarray:
+        """(R, P) every frame's state: each episode's states, then its final state when the
+        data has final states. ``row_indices`` index into it."""
+        return self._frame_table
+
+    def row_indices(self, indices: Sequence[int]) -> np.ndarray:
+        """Rows (B, T) of ``frame_table`` holding the states that ``batch(indices)`` returns, to
+        gather per-frame data computed once for the table (e.g. cached VAE latents)."""
+        idx = self._checked_indices(indices)
+        episode, t = self._anchor_episode[idx], self._anchor_t[idx]
+        frame_clamped = np.clip(t[:, None] + self.frame_offsets, 0, self._last_frame[episode][:, None])
+        return self._frame_starts[episode][:, None] + frame_clamped
+
+    def _checked_indices(self, indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices must lie in [0, {len(self)}), got min {idx.min()}, max {idx.max()}")
+        return idx
+
     def batch(self, indices: Sequence[int]) -> dict:
         """Stacked samples; all frames of the batch are rendered in one ``render_states`` call.
 
@@ -133,9 +153,7 @@ class SequenceSampler:
         and action_mask (B, H) (True = padded), episode (B,), t (B,), and with rendering
         frames (B, T, S, S, 3) uint8.
         """
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
-            raise IndexError(f"indices must lie in [0, {len(self)}), got min {idx.min()}, max {idx.max()}")
+        idx = self._checked_indices(indices)
         episode, t = self._anchor_episode[idx], self._anchor_t[idx]
 
         frame_t = t[:, None] + self.frame_offsets                                  # (B, T)
