@@ -25,5 +25,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/pusht_plan.py
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench_envs.py
+	$(PY) benchmarks/dp_fidelity.py --restore-mode episode
+	$(PY) benchmarks/dp_fidelity.py --restore-mode anchor
+
 clean-venv:
 	rm -rf $(VENV)

@@ -36,6 +36,14 @@ def test_primary_configs_compose(hydra_ctx, name):
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_group_options_compose_and_instantiate(hydra_ctx, group, option):
+    if group == "train":  # the training config's own group (package _global_)
+        from omegaconf import OmegaConf
+
+        from uva_plan.train import TrainConfig
+
+        cfg = compose(config_name="train", overrides=[f"train={option}", "out_dir=unused"])
+        assert TrainConfig.from_dict(OmegaConf.to_container(cfg, resolve=True)).kind
+        return
     overrides = [f"{group}={option}"]
     if group == "env" and option == "blockpush" or group == "objective" and option == "blockpush_sim":
         overrides = ["env=blockpush", "objective=blockpush_sim"] + ([] if group in ("env", "objective") else overrides)

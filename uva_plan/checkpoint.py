@@ -324,8 +324,9 @@ def latest_valid_checkpoint(ckpt_dir: str | os.PathLike) -> Path | None:
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """``path`` itself if it is a checkpoint directory, else the newest valid checkpoint in it."""
     path = Path(path)
-    if (path / META_FILE).exists() or not path.is_dir():
-        return path
+    looks_like_one = (path / META_FILE).exists() or (path / MODEL_FILE).exists() or checkpoint_step(path) is not None
+    if looks_like_one or not path.is_dir():
+        return path  # a checkpoint directory, maybe a broken one: read_meta says what is wrong
     found = latest_valid_checkpoint(path)
     if found is None:
         raise CheckpointError(f"no checkpoint at {path}: no {META_FILE} and no valid step_* checkpoint in it")

@@ -43,14 +43,30 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from torch import nn
 
-from uva_plan.checkpoint import (MODEL_CLASSES, MODEL_FILE, check_config, export_checkpoint, import_object,
-                                 latest_valid_checkpoint, read_meta, read_trainer_state, read_weights,
-                                 restore_rng_state, save_training_checkpoint)
-from uva_plan.data.latents import LatentWindows, env_class, ensure_latents, load_latents
+from uva_plan.checkpoint import (
+    MODEL_CLASSES,
+    MODEL_FILE,
+    check_config,
+    export_checkpoint,
+    import_object,
+    latest_valid_checkpoint,
+    read_meta,
+    read_trainer_state,
+    read_weights,
+    restore_rng_state,
+    save_training_checkpoint,
+)
+from uva_plan.data.latents import LatentWindows, ensure_latents, env_class, load_latents
 from uva_plan.data.sampler import UVA_FRAME_OFFSETS, SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_bytes, atomic_write_json
@@ -150,6 +166,8 @@ class Task:
     normalizers: dict | None = None
     extra: dict = field(default_factory=dict)
     finish: Callable[[nn.Module], None] | None = None  # applied to the shipped model at the end
+    # DDP must look for parameters a step leaves unused (UVA: each task mode skips a head).
+    find_unused_parameters: bool = False
 
 
 def make_model(cfg: TrainConfig) -> nn.Module:
@@ -257,7 +275,7 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
                              "action_dim": store.action_dim, "frame_stride": int(offsets[1] - offsets[0]),
                              "n_history": int((offsets <= 0).sum()), "n_future": int((offsets > 0).sum())})
     return Task(model, train, val, env_id=store.meta["env_id"], normalizers=normalizers,
-                extra={"store": cfg.data.stores[0], "vae": info["vae"]})
+                extra={"store": cfg.data.stores[0], "vae": info["vae"]}, find_unused_parameters=True)
 
 
 # Adding a model (dpc, state_head) = one builder function and one entry here.
@@ -448,6 +466,8 @@ class MetricsLog:
                 if row.get("step", math.inf) <= start_step:
                     kept.append(line + "\n")
             atomic_write_bytes(path, "".join(kept).encode())
+        else:
+            path.touch()
 
     def write(self, row: dict) -> None:
         with open(self.path, "a") as f:
@@ -543,17 +563,7 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
     start = 0
     if resume_path is not None:
-        meta = read_meta(resume_path)
-        check_config(meta["extra"]["train_config"], train_config, ignore=RUN_KEYS, what="training config")
-        state = read_trainer_state(resume_path)
-        model.load_state_dict(state["raw_weights"])
-        if ema is not None:
-            ema.model.load_state_dict(read_weights(resume_path / MODEL_FILE))
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
-        start = state["step"]
+        start = restore(resume_path, train_config, model, ema, optimizer, scheduler)
     shipped = ema.model if ema is not None else model
 
     def save(step: int) -> Path:
@@ -580,11 +590,9 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
 
     compute_loss = model.compute_loss
     if dist.world > 1:
-        # find_unused_parameters: a UVA task mode leaves one diffusion head out of the loss.
-        ddp = nn.parallel.DistributedDataParallel(
+        compute_loss = nn.parallel.DistributedDataParallel(
             _ComputeLoss(model), device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)
-        compute_loss = ddp
+            find_unused_parameters=task.find_unused_parameters)
     reporter = Reporter(f"{cfg.kind} {out_dir}", cfg.steps, start, enabled=dist.main)
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
     sums, interval_start, interval_steps, last_path = MetricSums(), time.perf_counter(), 0, resume_path
@@ -631,9 +639,8 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
                         task.finish(shipped)
                     last_path = save(done)
                     export_checkpoint(last_path, out_dir / "final")
-            elif done % cfg.checkpoint_every == 0 or stopped_early:
-                if dist.main:
-                    last_path = save(done)
+            elif (done % cfg.checkpoint_every == 0 or stopped_early) and dist.main:
+                last_path = save(done)
             if stopped_early:
                 reporter.note(f"time budget of {cfg.max_minutes} min reached at step {done} of {cfg.steps}; "
                               f"rerun the same command to continue")
@@ -642,6 +649,22 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
         reporter.close()
     dist.barrier()
     return _summarise(cfg, out_dir, last_path, dist, stopped_early)
+
+
+def restore(path: Path, train_config: dict, model: nn.Module, ema: EMA | None,
+            optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+    """Load a resumable checkpoint made with the same training config; returns its step."""
+    meta = read_meta(path)
+    check_config(meta["extra"]["train_config"], train_config, ignore=RUN_KEYS, what="training config")
+    state = read_trainer_state(path)
+    model.load_state_dict(state["raw_weights"])
+    if ema is not None:
+        ema.model.load_state_dict(read_weights(path / MODEL_FILE))
+        ema.load_state_dict(state["ema"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    return int(state["step"])
 
 
 def _config_dict(model: nn.Module) -> dict:

@@ -24,9 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
-from uva_plan.checkpoint import MODEL_FILE, import_object, load_model, read_meta, resolve_checkpoint
+from uva_plan.checkpoint import (
+    MODEL_FILE,
+    import_object,
+    load_model,
+    read_meta,
+    resolve_checkpoint,
+)
 from uva_plan.data.sampler import SequenceSampler
 from uva_plan.data.store import EpisodeStore, MinMaxNormalizer
 from uva_plan.io import atomic_write, atomic_write_json

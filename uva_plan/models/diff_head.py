@@ -30,7 +30,7 @@ class DiffusionHeadConfig:
     width: int = 256
     depth: int = 3  # residual adaLN blocks
     n_train_steps: int = 1000
-    n_sample_steps: int = 16  # DDIM steps when ``sample`` is not told otherwise
+    n_sample_steps: int = 16  # DDIM steps (>= 2) when ``sample`` is not told otherwise
     beta_schedule: str = "squaredcos_cap_v2"  # the cosine schedule of the paper
     prediction_type: str = "epsilon"
     clip_sample: bool = False  # clip predicted x0 to [-1, 1] while sampling (for actions)
@@ -40,8 +40,8 @@ class DiffusionHeadConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
-        if self.n_sample_steps > self.n_train_steps:
-            raise ValueError(f"n_sample_steps must be <= n_train_steps, got "
+        if not 2 <= self.n_sample_steps <= self.n_train_steps:
+            raise ValueError(f"n_sample_steps must be in [2, n_train_steps], got "
                              f"{self.n_sample_steps=} {self.n_train_steps=}")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule=}")
@@ -113,13 +113,14 @@ class DiffusionHead(nn.Module):
         self.train_scheduler = DDPMScheduler(
             num_train_timesteps=config.n_train_steps, beta_schedule=config.beta_schedule,
             prediction_type=config.prediction_type, clip_sample=config.clip_sample)
-        # Same betas; "trailing" spacing starts sampling at the last train step (pure noise),
-        # which matters with few steps (Lin et al. 2024, "Common diffusion noise schedules...").
+        # Same betas. "leading" spacing (diffusers' default, as Diffusion Policy samples) starts
+        # at t = T - T/n, not at T - 1: there the capped cosine schedule has alpha_bar ~ 2e-9,
+        # and an epsilon error is amplified ~1e4 into x0, which ruins heads trained briefly.
         self.sample_scheduler = DDIMScheduler(
             num_train_timesteps=config.n_train_steps,
             trained_betas=self.train_scheduler.betas.numpy(),
             prediction_type=config.prediction_type, clip_sample=config.clip_sample,
-            timestep_spacing="trailing", set_alpha_to_one=True)
+            timestep_spacing="leading", set_alpha_to_one=True)
 
     @classmethod
     def from_config(cls, config: dict) -> DiffusionHead:
@@ -155,8 +156,9 @@ class DiffusionHead(nn.Module):
                generator: torch.Generator | None = None) -> Tensor:
         """DDIM (eta 0) samples (B, target_dim) for cond (B, cond_dim); deterministic given generator."""
         n_steps = self.config.n_sample_steps if n_steps is None else n_steps
-        if not 1 <= n_steps <= self.config.n_train_steps:
-            raise ValueError(f"n_steps must be in [1, {self.config.n_train_steps}], got {n_steps=}")
+        # One leading-spaced step would only denoise at t = 0.
+        if not 2 <= n_steps <= self.config.n_train_steps:
+            raise ValueError(f"n_steps must be in [2, {self.config.n_train_steps}], got {n_steps=}")
         x = torch.randn((cond.shape[0], self.config.target_dim), generator=generator,
                         device=cond.device, dtype=cond.dtype) * temperature
         scheduler = self.sample_scheduler

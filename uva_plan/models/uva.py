@@ -91,6 +91,8 @@ class UVAConfig:
                              f"got {self.mask_ratio_min=} {self.mask_ratio_mean=}")
         if self.mask_ratio_std < 0:
             raise ValueError(f"mask_ratio_std must be >= 0, got {self.mask_ratio_std=}")
+        if self.n_action_sample_steps < 2:
+            raise ValueError(f"n_action_sample_steps must be >= 2 (DDIM), got {self.n_action_sample_steps=}")
         if self.n_video_sample_steps > self.n_tokens:
             raise ValueError(f"n_video_sample_steps must be <= tokens per frame {self.n_tokens}, "
                              f"got {self.n_video_sample_steps=}")
