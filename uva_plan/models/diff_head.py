@@ -128,7 +128,9 @@ class DiffusionHead(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """Network output for noisy x (B, target_dim) at timesteps t (B,) given cond (B, cond_dim)."""
-        c = self.time_embed(timestep_features(t)) + self.cond_embed(cond)
+        return self._denoise(x, self.time_embed(timestep_features(t)) + self.cond_embed(cond))
+
+    def _denoise(self, x: Tensor, c: Tensor) -> Tensor:
         h = self.input_proj(x)
         for block in self.blocks:
             h = block(h, c)
@@ -163,8 +165,9 @@ class DiffusionHead(nn.Module):
                         device=cond.device, dtype=cond.dtype) * temperature
         scheduler = self.sample_scheduler
         scheduler.set_timesteps(n_steps, device=cond.device)
+        cond_embedding = self.cond_embed(cond)  # once, and each step's t embedded once for all rows
         for t in scheduler.timesteps:
-            out = self(x, t.expand(x.shape[0]), cond)
-            x = scheduler.step(out, t, x, eta=0.0).prev_sample
+            c = self.time_embed(timestep_features(t.reshape(1))) + cond_embedding
+            x = scheduler.step(self._denoise(x, c), t, x, eta=0.0).prev_sample
         return x
 

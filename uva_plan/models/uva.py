@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import einops
 import torch
@@ -217,10 +217,6 @@ class UVA(nn.Module):
     def from_config(cls, config: dict) -> UVA:
         return cls(UVAConfig(**config))
 
-    def config_dict(self) -> dict:
-        """Plain-dict config: ``UVA.from_config(model.config_dict())`` rebuilds the same model."""
-        return asdict(self.config)
-
     # ----- the joint latent -----
 
     def encode(self, history: Tensor | None, future: Tensor | None, future_mask: Tensor | None,
@@ -315,17 +311,16 @@ class UVA(nn.Module):
         history = self._history(context)
         if history.shape[0] != 1:
             raise ValueError(f"sample_actions takes one context (B = 1), got B={history.shape[0]}")
-        z = self.encode(history, None, None, None)
-        return self._sample_actions(z.expand(n, -1, -1), generator)
+        return self._sample_actions(self.encode(history, None, None, None), generator, n_per_context=n)
 
     @torch.no_grad()
     def forward_dynamics(self, context: dict, actions: Tensor, decode_fn: Callable | None = None,
                          n_steps: int | None = None, generator: torch.Generator | None = None,
                          temperature: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
-        """Future latents (B, n_future, C, h, w) given history and actions (B, H, A).
+        """Future latents (B, n_future, C, h, w) given history and actions (B, H, A), MaskGIT-style.
 
-        With decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the frames,
-        shaped (B, n_future, ...).
+        n_steps unmasking steps (default n_video_sample_steps; 1 = all tokens at once). With
+        decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the frames (B, n_future, ...).
         """
         history = self._history(context)
         c = self.config
@@ -351,8 +346,9 @@ class UVA(nn.Module):
 
     # ----- helpers -----
 
-    def _sample_actions(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
-        flat = self.action_head.sample(self.frame_summary(z), generator=generator)
+    def _sample_actions(self, z: Tensor, generator: torch.Generator | None, n_per_context: int = 1) -> Tensor:
+        cond = self.frame_summary(z).repeat_interleave(n_per_context, dim=0)
+        flat = self.action_head.sample(cond, generator=generator)
         return einops.rearrange(flat, "b (h a) -> b h a", a=self.config.action_dim)
 
     def _generate_video(self, history: Tensor, actions: Tensor | None, n_steps: int | None,

@@ -76,7 +76,8 @@ def psnr(a_uint8: np.ndarray | Tensor, b_uint8: np.ndarray | Tensor) -> float:
 
 
 class FrameVAE(nn.Module):
-    """Frames <-> scaled latents (B, C, h, w)."""
+    """Frames <-> scaled latents (B, C, h, w). ``encode`` / ``decode`` run without gradients (the
+    VAE is frozen once trained); ``compute_loss`` trains it."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -95,30 +96,30 @@ class FrameVAE(nn.Module):
     def from_config(cls, config: dict) -> FrameVAE:
         return cls(VAEConfig(**config))
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def _prepare(self, frames: np.ndarray | Tensor) -> Tensor:
         x = to_float_frames(frames)
         size = self.config.image_size
         if x.ndim != 4 or x.shape[1:] != (self.config.in_channels, size, size):
             raise ValueError(f"frames must be uint8 (B, {size}, {size}, {self.config.in_channels}) or "
                              f"float (B, {self.config.in_channels}, {size}, {size}), got {tuple(x.shape)}")
-        return x.to(self.device)
+        param = next(self.parameters())
+        return x.to(device=param.device, dtype=param.dtype)
 
-    def encode(self, frames: np.ndarray | Tensor, sample: bool = False, scaled: bool = True) -> Tensor:
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray | Tensor, sample: bool = False, scaled: bool = True,
+               generator: torch.Generator | None = None) -> Tensor:
         """Frames (uint8 (B, H, W, 3) or float (B, 3, H, W) in [-1, 1]) -> latents (B, C, h, w).
 
         The posterior mean, or a posterior draw with ``sample=True``; ``scaled=False`` gives the
         raw latents that ``fit_scaling`` expects.
         """
         posterior = self.vae.encode(self._prepare(frames)).latent_dist
-        z = posterior.sample() if sample else posterior.mode()
+        z = posterior.sample(generator=generator) if sample else posterior.mode()
         if not scaled:
             return z
         return (z - self.config.shift_factor) * self.config.scaling_factor
 
+    @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
         """Scaled latents (B, C, h, w) -> frames (B, 3, H, W), float, nominally in [-1, 1]."""
         z = latents / self.config.scaling_factor + self.config.shift_factor
