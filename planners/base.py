@@ -91,6 +91,15 @@ def check_float(name: str, value: Any, low: float, high: float = math.inf, *,
         raise ValueError(f"{name} must be in {interval}, got {name}={value!r}")
 
 
+def check_population(n_samples: Any, n_elites: Any, n_iterations: Any) -> None:
+    """Validate the population arguments every iterative sampler shares."""
+    check_int("n_samples", n_samples, 1)
+    check_int("n_elites", n_elites, 1)
+    if n_elites > n_samples:
+        raise ValueError(f"n_elites must be <= n_samples, got {n_elites=} > {n_samples=}")
+    check_int("n_iterations", n_iterations, 1)
+
+
 def shift_plan(actions: Tensor, n_steps: int) -> Tensor:
     """Drop the first n_steps of (..., H, A) and pad at the end by repeating the last action."""
     check_int("n_steps", n_steps, 0)

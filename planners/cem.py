@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
+from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population
 
 
 class CEM(Optimizer):
@@ -22,11 +22,7 @@ class CEM(Optimizer):
                  n_proposals: int = 0, low: float | Tensor = -1.0, high: float | Tensor = 1.0,
                  seed: int = 0, max_batch: int | None = None) -> None:
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
-        check_int("n_samples", n_samples, 1)
-        check_int("n_elites", n_elites, 1)
-        if n_elites > n_samples:
-            raise ValueError(f"n_elites must be <= n_samples, got {n_elites=} > {n_samples=}")
-        check_int("n_iterations", n_iterations, 1)
+        check_population(n_samples, n_elites, n_iterations)
         check_float("init_std", init_std, 0.0, open_low=True)
         check_float("min_std", min_std, 0.0)
         check_float("momentum", momentum, 0.0, 1.0, open_high=True)

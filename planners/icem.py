@@ -8,7 +8,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, shift_plan
+from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population, shift_plan
 
 
 def colored_noise(n: int, horizon: int, action_dim: int, beta: float,
@@ -56,11 +56,7 @@ class ICEM(Optimizer):
                  momentum: float = 0.1, n_proposals: int = 0, low: float | Tensor = -1.0,
                  high: float | Tensor = 1.0, seed: int = 0, max_batch: int | None = None) -> None:
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
-        check_int("n_samples", n_samples, 1)
-        check_int("n_elites", n_elites, 1)
-        if n_elites > n_samples:
-            raise ValueError(f"n_elites must be <= n_samples, got {n_elites=} > {n_samples=}")
-        check_int("n_iterations", n_iterations, 1)
+        check_population(n_samples, n_elites, n_iterations)
         check_float("init_std", init_std, 0.0, open_low=True)
         check_float("min_std", min_std, 0.0)
         check_float("noise_beta", noise_beta, 0.0)

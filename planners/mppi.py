@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
+from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population
 
 
 class MPPI(Optimizer):
@@ -32,11 +32,7 @@ class MPPI(Optimizer):
                  low: float | Tensor = -1.0, high: float | Tensor = 1.0, seed: int = 0,
                  max_batch: int | None = None) -> None:
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
-        check_int("n_samples", n_samples, 1)
-        check_int("n_elites", n_elites, 1)
-        if n_elites > n_samples:
-            raise ValueError(f"n_elites must be <= n_samples, got {n_elites=} > {n_samples=}")
-        check_int("n_iterations", n_iterations, 1)
+        check_population(n_samples, n_elites, n_iterations)
         check_float("temperature", temperature, 0.0, open_low=True)
         check_float("init_std", init_std, 0.0, open_low=True)
         check_float("min_std", min_std, 0.0)

@@ -37,21 +37,13 @@ def transform_points(points: np.ndarray, x: float, y: float, angle: float) -> np
 
 
 @numba.njit(cache=True)
-def polygon_area(poly: np.ndarray, n: int) -> float:
+def signed_area(poly: np.ndarray, n: int) -> float:
+    """Shoelace area of the first n vertices of poly (V, 2); the sign gives the orientation."""
     area = 0.0
     for i in range(n):
         j = (i + 1) % n
         area += poly[i, 0] * poly[j, 1] - poly[j, 0] * poly[i, 1]
-    return abs(area) * 0.5
-
-
-@numba.njit(cache=True)
-def _orientation(poly: np.ndarray, n: int) -> float:
-    area = 0.0
-    for i in range(n):
-        j = (i + 1) % n
-        area += poly[i, 0] * poly[j, 1] - poly[j, 0] * poly[i, 1]
-    return 1.0 if area >= 0.0 else -1.0
+    return area * 0.5
 
 
 @numba.njit(cache=True)
@@ -62,7 +54,7 @@ def convex_intersection_area(subject: np.ndarray, clip: np.ndarray) -> float:
     nxt = np.empty((max_vertices * 2, 2))
     n_current = subject.shape[0]
     current[:n_current] = subject
-    sign = _orientation(clip, clip.shape[0])
+    sign = 1.0 if signed_area(clip, clip.shape[0]) >= 0.0 else -1.0
     n_clip = clip.shape[0]
     for e in range(n_clip):
         ax, ay = clip[e, 0], clip[e, 1]
@@ -86,7 +78,7 @@ def convex_intersection_area(subject: np.ndarray, clip: np.ndarray) -> float:
         if n_current < 3:
             return 0.0
         current[:n_current] = nxt[:n_current]
-    return polygon_area(current, n_current)
+    return abs(signed_area(current, n_current))
 
 
 @numba.njit(cache=True)
