@@ -46,11 +46,15 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
     planner.reset()
     frames = [obs["image"]] if record_frames else []
     plan_ms: list[float] = []
+    evaluations: list[int] = []
     steps, done, ever_success = 0, False, bool(info.get("is_success", False))
     while not done:
         start = time.perf_counter()
         chunk = planner.plan(obs)
         plan_ms.append(1000 * (time.perf_counter() - start))
+        result = getattr(planner, "last_result", None)
+        if result is not None:
+            evaluations.append(int(result.info.get("n_evaluations", 0)))
         for action in chunk:
             obs, reward, terminated, truncated, info = env.step(action)
             steps += 1
@@ -62,6 +66,8 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
                 break
     metrics = _episode_metrics(info, steps, ever_success)
     metrics.update(seed=seed, n_plans=len(plan_ms), ms_per_plan=float(np.mean(plan_ms)))
+    if evaluations:
+        metrics["evaluations_per_plan"] = float(np.mean(evaluations))
     return metrics, frames
 
 
