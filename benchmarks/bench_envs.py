@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="outputs/bench/envs.json")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    revision = git_revision()  # read before the run: the code that runs
     rng = np.random.default_rng(args.seed)
     results = {}
     for name, cls in env_classes().items():
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key in next(iter(results.values())):
         table.add_row(key, *[f"{results[n][key]:,.0f}" for n in results])
     Console().print(table)
-    atomic_write_json(args.out, {"config": vars(args), "git_revision": git_revision(), "results": results})
+    atomic_write_json(args.out, {"config": vars(args), "git_revision": revision, "results": results})
     return results
 
 

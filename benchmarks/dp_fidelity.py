@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--restore-mode", default="episode", choices=["episode", "anchor"])
     parser.add_argument("--out", default=None, help="default outputs/bench/dp_fidelity_<mode>.json")
     args = parser.parse_args(argv)
+    revision = git_revision()  # read before the run: the code that runs
     rng = np.random.default_rng(args.seed)
     errors, moved = [], []
     for _ in range(args.n_episodes):
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in summary.items():
         table.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
     Console().print(table)
-    atomic_write_json(args.out or f"outputs/bench/dp_fidelity_{args.restore_mode}.json", {"config": vars(args), "git_revision": git_revision(), "summary": summary,
+    atomic_write_json(args.out or f"outputs/bench/dp_fidelity_{args.restore_mode}.json", {"config": vars(args), "git_revision": revision, "summary": summary,
                                  "errors": errors.tolist()})
     return summary
 

@@ -30,6 +30,7 @@ def main(cfg: DictConfig) -> None:
     console.print("[bold]Push-T demo[/]: ground-truth simulator planner (expert primitive search); "
                   "UVA-based planning replaces it once pretrained weights ship.")
     out_dir = Path(cfg.out_dir)
+    revision = git_revision()  # read before the run: the code that runs
     env = gym.make("uva_plan/PushT-v0", render_size=cfg.render_size, max_episode_steps=cfg.max_steps)
     rows = []
     for i in range(cfg.n_episodes):
@@ -68,7 +69,7 @@ def main(cfg: DictConfig) -> None:
                   f"{n_success}/{len(rows)} [{low:.2f}, {high:.2f}]", "", "")
     console.print(table)
     atomic_write_json(out_dir / "results.json", {
-        "config": OmegaConf.to_container(cfg, resolve=True), "git_revision": git_revision(),
+        "config": OmegaConf.to_container(cfg, resolve=True), "git_revision": revision,
         "planner": "pusht_expert (ground-truth simulator primitive search)", "episodes": rows,
         "success_rate": n_success / len(rows), "success_wilson95": [low, high],
         "mean_score": float(np.mean([r["score"] for r in rows]))})

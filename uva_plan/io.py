@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -13,8 +14,10 @@ from typing import IO, Any
 import numpy as np
 
 
+@functools.lru_cache(maxsize=None)
 def git_revision(default: str = "unknown") -> str:
-    """The code's git revision (with a ``-dirty`` suffix when the tree has changes)."""
+    """The code's git revision (``-dirty`` when the tree has changes), read once per process:
+    call it when a run starts, so that a long run records the code it ran, not later commits."""
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,

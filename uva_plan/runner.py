@@ -93,6 +93,7 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
     named assignment over episodes. Writes ``results.json`` and GIFs into ``out_dir``."""
     if not isinstance(n_episodes, int) or n_episodes < 1:
         raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes=}")
+    revision = git_revision()  # the code that runs, read before the (long) run starts
     env = gym.make(env_id, **(env_kwargs or {}))
     if isinstance(getattr(planner, "model", None), SimulatorDynamics):
         env = PrivilegedState(env)
@@ -117,7 +118,7 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
     print_summary(title or env_id, summary)
     if out_dir is not None:
         atomic_write_json(out_dir / "results.json", {
-            "env_id": env_id, "seed": seed, "config": config or {}, "git_revision": git_revision(),
+            "env_id": env_id, "seed": seed, "config": config or {}, "git_revision": revision,
             "summary": summary, "episodes": episodes})
     return {"summary": summary, "episodes": episodes}
 

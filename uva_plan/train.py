@@ -69,7 +69,7 @@ from uva_plan.checkpoint import (
 from uva_plan.data.latents import LatentWindows, ensure_latents, env_class, load_latents
 from uva_plan.data.sampler import UVA_FRAME_OFFSETS, SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
-from uva_plan.io import atomic_write_bytes, atomic_write_json
+from uva_plan.io import atomic_write_bytes, atomic_write_json, git_revision
 
 console = Console()
 # Keys that describe one invocation, not the training: free to change when resuming.
@@ -530,6 +530,7 @@ def train(cfg: TrainConfig | DictConfig | dict) -> dict:
         cfg = OmegaConf.to_container(cfg, resolve=True)
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
+    git_revision()  # read (and cached) now: checkpoints record the code this run started with
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     dist, device = init_distributed(cfg.device)

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--n-episodes must be >= 1, got {args.n_episodes}")
     import uva_plan  # noqa: F401  (registers the environments)
 
+    revision = git_revision()  # read before the run: the code that runs
     env = gym.make(ENV_IDS[args.env])
     options = {"task": args.task} if args.task is not None else None
     rows, start = [], time.perf_counter()
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
             table.add_row(key, f"{value:.3f}")
     Console().print(table)
     out = Path(args.out or f"outputs/experts/{args.env}.json")
-    atomic_write_json(out, {"config": vars(args), "git_revision": git_revision(), "summary": summary,
+    atomic_write_json(out, {"config": vars(args), "git_revision": revision, "summary": summary,
                             "episodes": rows})
     return summary
 
