@@ -269,7 +269,8 @@ class EpisodeStore:
                                     f"({p},): the state after the last action"),
             "rewards": _checked("rewards", rewards, (n_steps,), f"({n_steps},): one reward per action"),
         }
-        if int(seed) != seed:
+        if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer, float))
+                or not np.isfinite(seed) or int(seed) != seed):
             raise ValueError(f"seed must be an int, got {seed!r}")
         arrays["seed"] = np.int64(seed)
         for name, value in (metrics or {}).items():

@@ -156,6 +156,7 @@ class BlockPushEnv(PlanarPushEnv):
         """Options: ``state`` (full or physical; it carries its own task and flags) and
         ``task`` (None, 0..3 or (block, target)), which overrides the state's and the
         constructor's task."""
+        self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
         options = dict(options or {})

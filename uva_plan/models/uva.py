@@ -308,6 +308,8 @@ class UVA(nn.Module):
     @torch.no_grad()
     def sample_actions(self, context: dict, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n action chunks (n, H, A) for one context (B = 1): one transformer pass, n head draws."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1 (action chunks to draw), got {n=}")
         history = self._history(context)
         if history.shape[0] != 1:
             raise ValueError(f"sample_actions takes one context (B = 1), got B={history.shape[0]}")
@@ -388,6 +390,8 @@ class UVA(nn.Module):
         return einops.rearrange(frames, "(b t) ... -> b t ...", b=latents.shape[0])
 
     def _history(self, context: dict) -> Tensor:
+        if "latents" not in context:
+            raise ValueError(f"context must hold 'latents' (B, n_history, C, h, w), got keys {sorted(context)}")
         latents = self._check(context["latents"], self.config.n_history)
         return patchify(latents, self.config.patch_size)
 
