@@ -21,10 +21,13 @@ from uva_plan.envs import BlockPushEnv, PushTEnv
 from uva_plan.envs.blockpush import _SQUARE, BLOCK_SIZE
 from uva_plan.envs.geometry import transform_points
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same examples every run (a property failure is then reproducible).
+SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 # The walls' inner faces: segments at 5 and 506 with radius 2.
 INTERIOR_LOW, INTERIOR_HIGH = 7.0, 504.0
-PENETRATION_TOLERANCE = 5.0  # px; Chipmunk resolves overlaps softly over a few substeps
+# px. Chipmunk resolves overlaps softly over a few substeps, and the infinite-mass pusher can
+# press one 32 px block into the other by ~5 px (measured); passing through would be >= 16 px.
+PENETRATION_TOLERANCE = 8.0
 
 
 @pytest.fixture(autouse=True)
