@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_envs.py
 	$(PY) benchmarks/dp_fidelity.py --restore-mode episode
 	$(PY) benchmarks/dp_fidelity.py --restore-mode anchor
+	$(PY) benchmarks/bad_inputs.py
+	$(PY) benchmarks/soak.py --n-calls 1000
 
 clean-venv:
 	rm -rf $(VENV)
