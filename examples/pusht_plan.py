@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
         done = False
         while not done:
             start = time.perf_counter()
-            replanned = not expert._queue
+            replanned = expert.will_plan
             action = expert.act(env)
             if replanned:
                 plan_seconds += time.perf_counter() - start

@@ -80,6 +80,11 @@ class PushTExpert:
     def reset(self, env=None) -> None:
         self._queue = []
 
+    @property
+    def will_plan(self) -> bool:
+        """Whether the next ``act`` call searches (its queue of primitive actions is empty)."""
+        return not self._queue
+
     def act(self, env) -> np.ndarray:
         if not self._queue:
             self._queue = self._plan(np.array(env.unwrapped._read_physical()))
