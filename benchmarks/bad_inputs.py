@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -42,10 +43,13 @@ from uva_plan.data.store import EpisodeStore
 from uva_plan.envs import BlockPushEnv, PushTEnv
 from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.models.diff_head import DiffusionHeadConfig
-from uva_plan.models.uva import UVA, UVAConfig
+from uva_plan.models.uva import UVA
 from uva_plan.models.vae import VAEConfig
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective
 from uva_plan.runner import run_episodes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.test_models import tiny_uva_config  # noqa: E402  (the same tiny UVA as the tests)
 
 ACCEPTED = (ValueError, TypeError, RuntimeError, IndexError, FileNotFoundError, PermissionError)
 P, A = 14, 2
@@ -66,15 +70,6 @@ def episode(n_steps: int = 5, **overrides) -> dict:
     ep = {"states": rng.normal(size=(n_steps, P)), "actions": rng.uniform(0, 512, (n_steps, A)),
           "final_state": rng.normal(size=P), "rewards": rng.uniform(size=n_steps), "seed": 0}
     return {**ep, **overrides}
-
-
-def tiny_uva_config(**overrides) -> UVAConfig:
-    config = {"latent_channels": 4, "latent_size": 4, "patch_size": 2, "n_history": 2, "n_future": 2,
-              "frame_stride": 2, "actions_per_frame": 2, "width": 32, "depth": 1, "n_heads": 2,
-              "video_head": {"width": 32, "depth": 1, "n_train_steps": 100, "n_sample_steps": 4},
-              "action_head": {"width": 32, "depth": 1, "n_train_steps": 100, "clip_sample": True},
-              "n_video_sample_steps": 2, "n_action_sample_steps": 4}
-    return UVAConfig(**{**config, **overrides})
 
 
 def cases(tmp: Path) -> list[Case]:

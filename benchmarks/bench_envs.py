@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             row[f"render_{size}_aliased_fps"] = _rate(lambda: cls.render_states(states[:1], size, supersample=1), 300)
         actions = rng.uniform(100, 412, (4000, 2))
         it = iter(range(10**9))
+        # sim_step = 10 physics substeps + the task's bookkeeping, no observation or rendering.
         row["physics_substeps_per_s"] = 10 * _rate(lambda: env.sim_step(actions[next(it) % 4000]), 1000)
         row["env_steps_per_s_no_render"] = row["physics_substeps_per_s"] / 10
         env.reset(seed=args.seed)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from planners import Rollout
+from planners.base import check_float
 from uva_plan.envs.base import WORKSPACE
 
 
@@ -132,8 +133,7 @@ class GaussianProposer(_Proposer):
 
     def __init__(self, step_std: float = 12.0, **kwargs):
         super().__init__(**kwargs)
-        if step_std <= 0:
-            raise ValueError(f"step_std must be > 0, got {step_std=}")
+        check_float("step_std", step_std, 0.0, open_low=True)
         self.step_std = step_std
 
     def _draw(self, start: np.ndarray, n: int) -> np.ndarray:
@@ -147,8 +147,7 @@ class UniformProposer(_Proposer):
 
     def __init__(self, max_speed: float = 25.0, **kwargs):
         super().__init__(**kwargs)
-        if max_speed <= 0:
-            raise ValueError(f"max_speed must be > 0, got {max_speed=}")
+        check_float("max_speed", max_speed, 0.0, open_low=True)
         self.max_speed = max_speed
 
     def _draw(self, start: np.ndarray, n: int) -> np.ndarray:
