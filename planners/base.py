@@ -316,13 +316,23 @@ class Planner:
         if callable(getattr(self.proposer, "reset", None)):
             self.proposer.reset()
 
+    def observe(self, obs: dict) -> None:
+        """Record an observation that no plan is asked for (a step inside an executed chunk).
+
+        ``model.n_history`` counts control steps, so a model whose context spans several steps
+        (UVA: one frame every 4 steps) needs every step's observation: call ``observe`` after
+        each env step whose observation does not go to ``plan`` (``run_episode`` does).
+        Without it such a model sees only the planning steps' observations.
+        """
+        if not self.history:  # the first obs of an episode stands in for the steps before it,
+            self.history.extend([obs] * self.model.n_history)  # as Diffusion Policy pads
+        else:
+            self.history.append(obs)
+
     @torch.no_grad()
     def plan(self, obs: dict) -> np.ndarray:
         """Plan from the newest observation; return (n_action_steps, A) float64 env-unit actions."""
-        if not self.history:  # first call of an episode: repeat the first obs, as Diffusion Policy
-            self.history.extend([obs] * self.model.n_history)
-        else:
-            self.history.append(obs)
+        self.observe(obs)
         context = self.model.context(list(self.history))
 
         def cost(actions: Tensor) -> Tensor:

@@ -98,6 +98,181 @@ class SimulatorDynamics:
                        extras={"terminated": torch.from_numpy(terminated)})
 
 
+@dataclass
+class LatentContext:
+    """What the learned models plan from: VAE latents of past frames and the pusher's track.
+
+    ``latents`` are UVA's history frames (t - 12, t - 8, t - 4, t for the default config),
+    ``recent_latents`` the last two control steps' frames (t - 1, t: DP-C's observation).
+    """
+
+    latents: Tensor  # (1, T, C, h, w) scaled VAE latents, oldest first
+    recent_latents: Tensor  # (1, 2, C, h, w)
+    agent_pos_history: np.ndarray  # (n_history, 2) env units, oldest first; the last is now
+    agent_pos: np.ndarray  # (2,) env units
+
+    @property
+    def device(self) -> torch.device:
+        return self.latents.device
+
+
+class UVAWorldModel:
+    """UVA behind the planners' protocols, with the frozen VAE that turns observations into
+    latents: a Dynamics (``rollout`` imagines the future frames' latents of each candidate
+    chunk), a Proposer (``sample``: UVA as a policy) and ``policy`` (one chunk, no video).
+
+    ``n_history`` counts control steps: UVA's history spans (n_history - 1) * frame_stride + 1
+    of them, so the ``Planner`` must see every step (``Planner.observe``; the runner does this).
+    Actions are normalised with the training data's min-max normaliser: ``action_low`` /
+    ``action_high`` are its limits.
+    """
+
+    def __init__(self, uva, vae, action_normalizer, env_id: str | None = None,
+                 n_video_steps: int | None = None, temperature: float = 1.0,
+                 max_batch: int | None = None, seed: int = 0):
+        c = uva.config
+        if vae.config.latent_channels != c.latent_channels or vae.config.latent_size != c.latent_size:
+            raise ValueError(f"the VAE makes {vae.config.latent_channels} x {vae.config.latent_size}^2 latents "
+                             f"but the UVA expects {c.latent_channels} x {c.latent_size}^2")
+        if action_normalizer.dim != c.action_dim:
+            raise ValueError(f"action normaliser is {action_normalizer.dim}-d, the UVA's actions are {c.action_dim}-d")
+        if n_video_steps is not None and not (isinstance(n_video_steps, int) and 1 <= n_video_steps <= c.n_tokens):
+            raise ValueError(f"n_video_steps must be an int in [1, {c.n_tokens}] or None, got {n_video_steps=}")
+        check_float("temperature", temperature, 0.0, open_low=True)
+        if max_batch is not None and not (isinstance(max_batch, int) and max_batch >= 1):
+            raise ValueError(f"max_batch must be an int >= 1 or None, got {max_batch=}")
+        self.uva, self.vae = uva.eval(), vae.eval()
+        self.normalizer, self.env_id = action_normalizer, env_id
+        self.n_video_steps, self.temperature, self.max_batch, self.seed = n_video_steps, temperature, max_batch, seed
+        self.stride, self.n_frames = c.frame_stride, c.n_history
+        self.n_history = (c.n_history - 1) * c.frame_stride + 1
+        self.horizon = c.horizon
+        self.action_low = np.asarray(action_normalizer.low, dtype=np.float64)
+        self.action_high = np.asarray(action_normalizer.high, dtype=np.float64)
+        self.image_size = vae.config.image_size
+        self.reset()
+
+    @classmethod
+    def load(cls, uva_checkpoint, vae_checkpoint=None, **kwargs) -> UVAWorldModel:
+        """From a UVA checkpoint (directory, or a run's ``ckpt`` directory) and the VAE it was
+        trained on (default: the one its metadata names; another VAE is refused)."""
+        from uva_plan.checkpoint import CheckpointError, load_model
+        from uva_plan.data.latents import vae_identity
+        from uva_plan.data.store import MinMaxNormalizer
+
+        uva, meta = load_model(uva_checkpoint, expected_kind="uva")
+        trained_on = meta.get("extra", {}).get("vae") or {}
+        if vae_checkpoint is None:
+            if "path" not in trained_on:
+                raise CheckpointError(f"{uva_checkpoint} does not name its VAE; pass vae_checkpoint=")
+            vae_checkpoint = trained_on["path"]
+        identity = vae_identity(vae_checkpoint)
+        if trained_on.get("weights_sha256") not in (None, identity["weights_sha256"]):
+            raise CheckpointError(f"{uva_checkpoint} was trained on latents of the VAE with weights sha256 "
+                                  f"{trained_on['weights_sha256'][:12]}..., but {vae_checkpoint} has "
+                                  f"{identity['weights_sha256'][:12]}...")
+        vae, _ = load_model(vae_checkpoint, expected_kind="vae")
+        normalizer = MinMaxNormalizer.from_dict(meta["normalizers"]["actions"])
+        return cls(uva, vae, normalizer, env_id=meta.get("env_id"), **kwargs)
+
+    def reset(self) -> None:
+        """Re-seed the sampling generator (the Planner calls this at each episode start)."""
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    # -- observations -> context --
+
+    def encode(self, images: np.ndarray) -> Tensor:
+        """uint8 frames (B, S, S, 3) at the VAE's size -> scaled latents (B, C, h, w)."""
+        images = np.asarray(images)
+        S = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (S, S, 3) or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (B, {S}, {S}, 3) (make the env with render_size={S}), "
+                             f"got {images.dtype} {images.shape}")
+        with torch.inference_mode():
+            return self.vae.encode(images)
+
+    def context(self, history: Sequence[dict]) -> LatentContext:
+        if len(history) != self.n_history:
+            raise ValueError(f"history must hold the last {self.n_history} observations (one per control "
+                             f"step), got {len(history)}")
+        for key in ("image", "agent_pos"):
+            if key not in history[-1]:
+                raise ValueError(f"observations must hold {key!r}, got keys {sorted(history[-1])}")
+        frame_steps = list(range(0, self.n_history, self.stride))  # t - 12, ..., t
+        steps = sorted(set(frame_steps) | {self.n_history - 2, self.n_history - 1})
+        latents = self.encode(np.stack([history[i]["image"] for i in steps]))
+        row = {step: k for k, step in enumerate(steps)}
+        agent = np.stack([np.asarray(obs["agent_pos"], dtype=np.float64) for obs in history])
+        return LatentContext(latents=latents[[row[i] for i in frame_steps]][None],
+                             recent_latents=latents[[row[self.n_history - 2], row[self.n_history - 1]]][None],
+                             agent_pos_history=agent, agent_pos=agent[-1])
+
+    # -- the protocols --
+
+    def initial_plan(self, context: LatentContext, horizon: int) -> Tensor:
+        """Hold the pusher where it is: (H, A) normalised."""
+        here = self.normalizer.normalize(context.agent_pos[None])[0]
+        return torch.from_numpy(np.tile(here, (horizon, 1))).float()
+
+    def sample(self, context: LatentContext, n: int) -> Tensor:
+        """n chunks (n, H, A) from UVA as a policy: one transformer pass, n action-head draws."""
+        with torch.inference_mode():
+            return self.uva.sample_actions({"latents": context.latents}, n, generator=self.generator).clamp(-1, 1)
+
+    def policy(self, context: LatentContext) -> Tensor:
+        """One chunk (H, A), normalised; the video head never runs."""
+        with torch.inference_mode():
+            return self.uva.policy({"latents": context.latents}, generator=self.generator)[0].clamp(-1, 1)
+
+    def rollout(self, context: LatentContext, actions: Tensor) -> Rollout:
+        """Imagined latents (N, n_future, C, h, w) of the future frames each chunk leads to."""
+        if actions.ndim != 3 or actions.shape[1:] != (self.horizon, len(self.action_low)):
+            raise ValueError(f"actions must be (N, {self.horizon}, {len(self.action_low)}), got {tuple(actions.shape)}")
+        n = actions.shape[0]
+        size = n if self.max_batch is None else self.max_batch
+        out = []
+        with torch.inference_mode():
+            for start in range(0, n, size):
+                chunk = actions[start: start + size].float()
+                history = context.latents.expand(len(chunk), *context.latents.shape[1:])
+                out.append(self.uva.forward_dynamics({"latents": history}, chunk, n_steps=self.n_video_steps,
+                                                     generator=self.generator, temperature=self.temperature))
+        return Rollout(actions=actions, latents=torch.cat(out), context=context)
+
+    def decode(self, latents: Tensor) -> np.ndarray:
+        """Latents (..., C, h, w) -> uint8 frames (..., S, S, 3)."""
+        lead = latents.shape[:-3]
+        with torch.inference_mode():
+            frames = self.vae.to_uint8(self.vae.decode(latents.reshape(-1, *latents.shape[-3:])))
+        return frames.reshape(*lead, *frames.shape[1:]).numpy()
+
+
+class UVAPolicy:
+    """UVA alone as the controller: each ``plan`` returns the first ``n_action_steps`` of one
+    ``policy`` chunk (no candidates, no video). Same interface as ``Planner``."""
+
+    def __init__(self, model: UVAWorldModel, n_action_steps: int = 8):
+        if not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= model.horizon):
+            raise ValueError(f"n_action_steps must be an int in [1, {model.horizon}], got {n_action_steps=}")
+        self.model, self.n_action_steps = model, n_action_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.history: list[dict] = []
+        self.model.reset()
+
+    def observe(self, obs: dict) -> None:
+        if not self.history:  # the first obs stands in for the steps before the episode
+            self.history = [obs] * self.model.n_history
+        else:
+            self.history = self.history[1:] + [obs]
+
+    def plan(self, obs: dict) -> np.ndarray:
+        self.observe(obs)
+        chunk = self.model.policy(self.model.context(self.history))[: self.n_action_steps]
+        return self.model.normalizer.unnormalize(chunk.double().numpy())
+
+
 class _Proposer:
     """Shared seeding and bounds; subclasses draw (n, H, A) env-unit chunks in ``_draw``."""
 

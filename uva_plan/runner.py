@@ -55,7 +55,8 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
         result = getattr(planner, "last_result", None)
         if result is not None:
             evaluations.append(int(result.info.get("n_evaluations", 0)))
-        for action in chunk:
+        observe = getattr(planner, "observe", None)
+        for k, action in enumerate(chunk):
             obs, reward, terminated, truncated, info = env.step(action)
             steps += 1
             ever_success |= bool(info.get("is_success", False))
@@ -64,6 +65,8 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
             done = terminated or truncated
             if done:
                 break
+            if observe is not None and k < len(chunk) - 1:  # the last obs goes to plan()
+                observe(obs)
     metrics = _episode_metrics(info, steps, ever_success)
     metrics.update(seed=seed, n_plans=len(plan_ms), ms_per_plan=float(np.mean(plan_ms)))
     if evaluations:
