@@ -383,8 +383,8 @@ def test_vae_shapes_and_conversions():
 
 
 def test_vae_fit_reconstructs_and_scaling_round_trips():
-    torch.manual_seed(0)
-    vae = FrameVAE(tiny_vae_config())
+    torch.manual_seed(0)  # unweighted loss: toy squares cover a third of the frame, no small objects
+    vae = FrameVAE(tiny_vae_config(foreground_weight=1.0))
     frames = toy_frames(8, 16)
     before = reconstruction_psnr(vae, frames)
     opt = torch.optim.AdamW(vae.parameters(), lr=2e-3)
@@ -407,3 +407,17 @@ def test_vae_fit_reconstructs_and_scaling_round_trips():
         assert torch.equal(clone.encode(frames), latents)
         assert torch.equal(clone.decode(latents), vae.decode(latents))
     assert reconstruction_psnr(clone, frames) == pytest.approx(after, abs=0.1)  # decode undoes the scaling
+
+
+def test_vae_loss_weights_foreground_pixels():
+    """A 2 x 2 object on a flat background gets foreground_weight, the background 1; the loss
+    of the same error is larger on the object than on the background."""
+    frames = np.full((1, 16, 16, 3), 230, np.uint8)
+    frames[0, 5:7, 9:11] = (200, 40, 40)
+    torch.manual_seed(0)
+    vae = FrameVAE(tiny_vae_config(foreground_weight=10.0))
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+    weights = vae.pixel_weights(x)[0, 0]
+    assert weights.shape == (16, 16) and (weights == 10).sum() == 4 and weights[5:7, 9:11].eq(10).all()
+    with pytest.raises(ValueError, match="foreground_weight"):
+        tiny_vae_config(foreground_weight=0.5)

@@ -41,7 +41,7 @@ from uva_plan.data import EpisodeStore, SequenceSampler
 from uva_plan.data.latents import frame_rows
 from uva_plan.envs.pusht import STATE_DIM
 from uva_plan.io import TMP_PREFIX
-from uva_plan.train import EMA, TrainConfig, batch_indices, train
+from uva_plan.train import BUILDERS, EMA, TrainConfig, batch_indices, train
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -168,7 +168,7 @@ def save_tiny(path: Path, model: nn.Module, step: int, kind: str = "vae", env_id
 def test_every_train_option_composes_and_validates(option, tmp_path):
     cfg = TrainConfig.from_dict(OmegaConf.to_container(
         compose_train([f"train={option}", f"out_dir={tmp_path}"]), resolve=True))
-    assert cfg.kind in ("vae", "uva") and cfg.steps > 0
+    assert cfg.kind in BUILDERS and cfg.steps > 0
     assert (cfg.lr, cfg.weight_decay, cfg.betas) == (1e-4, 0.02, (0.9, 0.95))  # the UVA paper's AdamW
 
 

@@ -332,3 +332,107 @@ class UniformProposer(_Proposer):
         t = np.arange(1, self.horizon + 1)[None, :, None]
         fraction = np.minimum(1.0, t * (speed / np.maximum(distance, 1e-9))[:, None])
         return start + fraction * (goals - start)[:, None]
+
+
+class DPCProposer:
+    """DP-C (``uva_plan.models.dpc.DPC``) as a Proposer: n action chunks (n, H, A) in [-1, 1],
+    all drawn in one batched DDIM run.
+
+    Context contract (attributes, or keys of a dict), oldest first, the last 2 entries used:
+        latents            (1, T >= 2, C, h, w) torch, scaled VAE latents of the last frames;
+        recent_latents     (1, 2, C, h, w), optional, preferred over ``latents`` when present
+                           (``LatentContext``: its ``latents`` are UVA's strided history);
+        agent_pos_history  (T, 2) numpy, the pusher's positions in env units (px);
+        state_history      (T, S) numpy physical states: required by a state-mode DP-C;
+        frames             (T, S, S, 3) uint8, optional: encoded with ``vae`` when there are
+                           no latents.
+
+    The chunks come out normalised with the DP-C's own action normaliser (its training
+    store's, as UVA's). Give ``action_low`` / ``action_high`` (the dynamics' bounds, e.g.
+    SimulatorDynamics' workspace) to have them renormalised onto that range instead.
+
+    Args:
+        dpc: the policy; normalizers: its checkpoint's normalisers ("actions", "agent_pos",
+            "state"), ``MinMaxNormalizer`` or their dicts; vae: a ``FrameVAE`` for contexts
+            that carry frames; seed: seeds the sampling noise (``reset`` restarts it).
+    """
+
+    def __init__(self, dpc: torch.nn.Module, normalizers: dict, vae: torch.nn.Module | None = None,
+                 action_low=None, action_high=None, seed: int = 0):
+        from uva_plan.data.store import MinMaxNormalizer
+
+        self.dpc, self.vae, self.seed = dpc, vae, seed
+        self.config = dpc.config
+        needed = ("actions", "state") if self.config.obs_mode == "state" else ("actions", "agent_pos")
+        missing = [k for k in needed if k not in (normalizers or {})]
+        if missing:
+            raise ValueError(f"normalizers must hold {list(needed)} for a {self.config.obs_mode}-mode DP-C, "
+                             f"missing {missing}")
+        self.normalizers = {k: v if isinstance(v, MinMaxNormalizer) else MinMaxNormalizer.from_dict(v)
+                            for k, v in normalizers.items() if k in needed}
+        if (action_low is None) != (action_high is None):
+            raise ValueError(f"give both action_low and action_high or neither, got {action_low=}, {action_high=}")
+        self.action_bounds = None
+        if action_low is not None:
+            low, high = np.asarray(action_low, dtype=np.float64), np.asarray(action_high, dtype=np.float64)
+            if low.shape != high.shape or not (low < high).all():
+                raise ValueError(f"need action_low < action_high, got {action_low=}, {action_high=}")
+            self.action_bounds = (low, high)
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path, vae: torch.nn.Module | None = None, **kwargs) -> DPCProposer:
+        """From a DP-C checkpoint directory (its normalisers come with it)."""
+        from uva_plan.checkpoint import load_model
+
+        dpc, meta = load_model(path, expected_kind="dpc")
+        return cls(dpc, meta["normalizers"], vae=vae, **kwargs)
+
+    def reset(self) -> None:
+        device = next(self.dpc.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+
+    def observation(self, context) -> dict[str, Tensor]:
+        """The DP-C's observation dict (B = 1) from a context (see the class docstring)."""
+        c, device = self.config, next(self.dpc.parameters()).device
+
+        def get(name):
+            return context.get(name) if isinstance(context, dict) else getattr(context, name, None)
+
+        def last(name: str, width: int) -> np.ndarray:
+            value = get(name)
+            if value is None:
+                raise ValueError(f"a {c.obs_mode}-mode DP-C needs context.{name} (T >= {c.n_obs_steps}, {width})")
+            value = np.asarray(value, dtype=np.float64)
+            if value.ndim != 2 or len(value) < c.n_obs_steps or value.shape[1] < width:
+                raise ValueError(f"context.{name} must be (T >= {c.n_obs_steps}, {width}), got {value.shape}")
+            return value[-c.n_obs_steps:, :width]
+
+        def tensor(x: np.ndarray) -> Tensor:
+            return torch.from_numpy(x).float()[None].to(device)
+
+        if c.obs_mode == "state":
+            return {"states": tensor(self.normalizers["state"].normalize(last("state_history", c.state_dim)))}
+        latents = get("recent_latents") if get("recent_latents") is not None else get("latents")
+        if latents is None and get("frames") is not None and self.vae is not None:
+            with torch.no_grad():
+                latents = self.vae.encode(np.asarray(get("frames"))[-c.n_obs_steps:])[None]
+        expected = (c.latent_channels, c.latent_size, c.latent_size)
+        if not isinstance(latents, Tensor) or latents.ndim != 5 or latents.shape[0] != 1 \
+                or latents.shape[1] < c.n_obs_steps or tuple(latents.shape[2:]) != expected:
+            shape = tuple(latents.shape) if isinstance(latents, Tensor) else type(latents).__name__
+            raise ValueError(f"context.latents must be a tensor (1, T >= {c.n_obs_steps}, "
+                             f"{', '.join(map(str, expected))}) (or give frames and a vae), got {shape}")
+        agent_pos = self.normalizers["agent_pos"].normalize(last("agent_pos_history", 2))
+        return {"latents": latents[:, -c.n_obs_steps:].float().to(device), "agent_pos": tensor(agent_pos)}
+
+    def sample(self, context, n: int) -> Tensor:
+        """(n, H, A) normalised action chunks for one context."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n=}")
+        actions = self.dpc.sample(self.observation(context), n, generator=self.generator)[0]
+        if self.action_bounds is None:
+            return actions
+        low, high = self.action_bounds
+        env_units = self.normalizers["actions"].unnormalize(actions.double().cpu().numpy())
+        return torch.from_numpy(normalize_actions(env_units, low, high)).float().clamp(-1, 1).to(actions.device)

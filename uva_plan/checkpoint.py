@@ -49,6 +49,8 @@ _STEP_DIR = re.compile(r"step_(\d+)")
 MODEL_CLASSES = {
     "vae": "uva_plan.models.vae:FrameVAE",
     "uva": "uva_plan.models.uva:UVA",
+    "dpc": "uva_plan.models.dpc:DPC",
+    "state_head": "uva_plan.models.state_head:StateHead",
 }
 
 

@@ -73,6 +73,7 @@ def held_out_windows(model: UVAWorldModel, store: EpisodeStore, uva_meta: dict, 
         "actions_env": everything["actions"][chosen],
         "actions": torch.from_numpy(model.normalizer.normalize(everything["actions"][chosen])).float(),
         "frames": frames.reshape(len(chosen), rows.shape[1], *frames.shape[1:]),
+        "states": states,  # (B, T, P) physical states of the window's frames
         "n_val_episodes": len(val_eps), "n_candidates": len(candidates),
     }
 
@@ -121,6 +122,26 @@ def eval_dynamics(model: UVAWorldModel, windows: dict, n_steps: int | None, temp
     vae_only = model.decode(future)  # the VAE's own reconstruction: the ceiling of decoded PSNR
     out["vae_reconstruction_psnr_db"] = float(_psnr_rows(vae_only.reshape(-1, *vae_only.shape[2:]),
                                                          true_frames.reshape(-1, *true_frames.shape[2:])).mean())
+    return out, preds
+
+
+def eval_state_head_imagined(path: str, model: UVAWorldModel, windows: dict, preds: dict) -> dict:
+    """Pose errors of a state head read from the future frames' real latents, from the
+    latents forward dynamics imagined, and from copy-last (the pose error of doing nothing)."""
+    from uva_plan.checkpoint import load_model
+    from uva_plan.evaluate_dpc import pose_errors
+    from uva_plan.models.state_head import pose_targets
+
+    head, meta = load_model(path, expected_kind="state_head", expected_env_id=model.env_id)
+    n_hist = model.n_frames
+    true = pose_targets(model.env_id, windows["states"][:, n_hist:].reshape(-1, windows["states"].shape[-1]))
+    sources = {"real": windows["latents"][:, n_hist:], "forward_dynamics": preds["forward_dynamics"],
+               "copy_last_frame": preds["copy_last_frame"]}
+    out = {"n_windows": len(windows["latents"])}
+    with torch.inference_mode():
+        for name, latents in sources.items():
+            pred = head.predict(latents.reshape(-1, *latents.shape[2:]).float()).double().numpy()
+            out[name] = pose_errors(model.env_id, pred, true)
     return out
 
 
@@ -199,6 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["vae", "dynamics", "inverse", "policy", "latency"])
+    parser.add_argument("--state-head", default=None, help="state head checkpoint: pose error on imagined frames")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args(argv)
     if args.n_windows < 1 or args.episodes < 0 or args.batch < 1 or args.threads < 1:
@@ -226,7 +248,8 @@ def main(argv: list[str] | None = None) -> dict:
                 (f"foreground PSNR (dB, {100 * r['foreground_fraction']:.1f}% of pixels)",
                  f"{r['foreground_psnr_db']:.2f}")])
     if "dynamics" not in args.skip:
-        result["dynamics"] = r = eval_dynamics(model, windows, args.n_steps, args.temperature, args.batch, args.seed)
+        r, preds = eval_dynamics(model, windows, args.n_steps, args.temperature, args.batch, args.seed)
+        result["dynamics"] = r
         table = Table(title=f"Future frames on {r['n_windows']} held-out windows ({r['n_steps']} unmasking steps)")
         for col in ("prediction", "latent MSE", "x copy-last", "decoded PSNR (dB)", "PSNR per frame"):
             table.add_column(col, justify="right" if col != "prediction" else "left")
@@ -235,6 +258,17 @@ def main(argv: list[str] | None = None) -> dict:
             table.add_row(name, f"{row['latent_mse']:.4f}", f"{row.get('latent_mse_vs_copy_last', 1.0):.3f}",
                           f"{row['decoded_psnr_db']:.2f}", " ".join(f"{x:.1f}" for x in row["decoded_psnr_db_per_frame"]))
         table.add_row("VAE reconstruction (ceiling)", "", "", f"{r['vae_reconstruction_psnr_db']:.2f}", "")
+        console.print(table)
+    if args.state_head and "dynamics" not in args.skip:
+        result["state_head"] = r = eval_state_head_imagined(args.state_head, model, windows, preds)
+        table = Table(title=f"State head pose error on the {r['n_windows']} windows' future frames")
+        for col in ("latents", "object", "xy mean (px)", "xy median (px)", "angle mean (deg)"):
+            table.add_column(col)
+        for source in ("real", "forward_dynamics", "copy_last_frame"):
+            for key, row in r[source].items():
+                if key.startswith("object"):
+                    table.add_row(source, key, f"{row['xy_mean_px']:.1f}", f"{row['xy_median_px']:.1f}",
+                                  f"{row['angle_mean_deg']:.1f}")
         console.print(table)
     if "inverse" not in args.skip:
         result["inverse_dynamics"] = r = eval_inverse(model, windows, args.batch, args.seed)
@@ -250,6 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         policy = UVAPolicy(model, n_action_steps=args.n_action_steps)
         runs = run_episodes(model.env_id, policy, args.episodes, seed=args.episode_seed,
+                            env_kwargs={"render_size": model.image_size},
                             out_dir=out.with_suffix("") / "policy", n_gifs=2,
                             config={"evaluate": vars(args)}, title=f"UVA policy on {model.env_id}")
         result["policy"] = runs["summary"]

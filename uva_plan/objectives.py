@@ -2,8 +2,8 @@
 
 The simulator objectives read exact physical states (``Rollout.states`` (N, H, P)) and apply
 the task's own analytic reward with a shaped distance so that candidates that do not yet
-touch the block are still ranked. Learned objectives (state head, goal image) read imagined
-latents instead and arrive with the models.
+touch the block are still ranked. The learned objectives (``StateReward``, ``GoalImage``)
+read imagined latents (``Rollout.latents`` (N, T, C, h, w)) instead.
 """
 
 from __future__ import annotations
@@ -98,3 +98,184 @@ class BlockPushSimObjective:
         cost = (self.named_weight * named + other - self.success_bonus * entered
                 + self.approach_weight * approach)
         return torch.from_numpy(cost)
+
+
+# -- learned objectives: imagined latents -> costs ------------------------------------------------
+def _rollout_latents(rollout: Rollout, frames: tuple[int, ...], what: str) -> Tensor:
+    """The chosen frames (N, F, C, h, w) of ``rollout.latents`` (N, T, C, h, w)."""
+    latents = rollout.latents
+    if latents is None or latents.ndim != 5:
+        shape = None if latents is None else tuple(latents.shape)
+        raise ValueError(f"{what} needs rollout.latents (N, T, C, h, w) from a learned dynamics model, got {shape}")
+    n_frames = latents.shape[1]
+    if any(not -n_frames <= f < n_frames for f in frames):
+        raise ValueError(f"frames={frames} out of range for rollouts of T={n_frames} frames")
+    return latents[:, list(frames)]
+
+
+def _check_frames(frames) -> tuple[int, ...]:
+    frames = tuple(frames) if isinstance(frames, (tuple, list)) else (frames,)
+    if not frames or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) for f in frames):
+        raise ValueError(f"frames must be a non-empty sequence of frame indices (e.g. (-1,)), got {frames=}")
+    return tuple(int(f) for f in frames)
+
+
+def _from_context(context, name: str):
+    """``context.name`` or ``context[name]``; None when it has neither."""
+    if isinstance(context, dict):
+        return context.get(name)
+    return getattr(context, name, None)
+
+
+def _last_state(context, what: str, physical_dim: int) -> np.ndarray:
+    history = _from_context(context, "state_history")
+    if history is None:
+        raise ValueError(f"{what} is neither given nor in the rollout's context (no 'state_history' (T, S) "
+                         f"physical states): pass it to the objective")
+    state = np.asarray(history, dtype=np.float64)[-1]
+    if state.shape[-1] < physical_dim:
+        raise ValueError(f"context.state_history must hold physical states (T, >= {physical_dim}), "
+                         f"got {np.asarray(history).shape}")
+    return state
+
+
+class StateReward:
+    """The task's analytic cost on object poses that a state head reads from imagined latents.
+
+    Push-T: ``1 - coverage`` of the goal T by the predicted T plus ``pose_weight`` x (CoG
+    distance / ``position_scale`` px + angle error / pi), which still ranks candidates that
+    cover nothing. BlockPush: distance of the named block to the named target in units of
+    the success tolerance (40 px; below 1 = inside), plus ``other_weight`` x the other
+    block's distance to the other target. With several ``frames`` the best (lowest) frame
+    cost counts, as the tasks score the best moment (max coverage, "has entered").
+
+    The goal pose (Push-T) and the task and target centres (BlockPush) are taken, in this
+    order, from the constructor, from the rollout's context (``goal_pose``, ``task``,
+    ``targets`` attributes or keys), or from the last row of its ``state_history`` (T, S)
+    physical states; Push-T falls back to the env's fixed goal.
+
+    Args:
+        state_head: a ``StateHead`` (anything with ``predict(latents (B, C, h, w)) -> poses (B, P)``).
+        env_id: the env (its layout must match the head's).
+        frames: imagined frames to score, indices into ``rollout.latents``' T axis.
+        goal_pose: Push-T goal (x, y, angle), the T's body origin as in the env's state 10:13.
+        task: BlockPush task (0..3 or (block, target)); targets: (2, 2) target centres in px.
+    """
+
+    def __init__(self, state_head, env_id: str, frames=(-1,), goal_pose=None, task=None, targets=None,
+                 pose_weight: float = 0.1, position_scale: float = 100.0, other_weight: float = 0.0):
+        from uva_plan.models.state_head import env_name  # models import diffusers: only when used
+
+        self.state_head, self.env = state_head, env_name(env_id)
+        head_env = getattr(getattr(state_head, "config", None), "env", self.env)
+        if head_env != self.env:
+            raise ValueError(f"the state head reads {head_env} poses, but {env_id=}")
+        self.frames = _check_frames(frames)
+        for name, value in (("pose_weight", pose_weight), ("position_scale", position_scale),
+                            ("other_weight", other_weight)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        if position_scale == 0:
+            raise ValueError(f"position_scale must be > 0, got {position_scale=}")
+        self.pose_weight, self.position_scale, self.other_weight = pose_weight, position_scale, other_weight
+        self.goal_pose = None if goal_pose is None else self._checked(goal_pose, (3,), "goal_pose")
+        self.task = None if task is None else bp.parse_task(task)
+        self.targets = None if targets is None else self._checked(targets, (2, 2), "targets")
+
+    @staticmethod
+    def _checked(value, shape: tuple, name: str) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float64)
+        if array.shape != shape or not np.isfinite(array).all():
+            raise ValueError(f"{name} must be finite with shape {shape}, got {value!r}")
+        return array
+
+    @torch.no_grad()
+    def cost(self, rollout: Rollout) -> Tensor:
+        latents = _rollout_latents(rollout, self.frames, "StateReward")
+        n, n_frames = latents.shape[:2]
+        poses = self.state_head.predict(latents.flatten(0, 1)).double().cpu().numpy()  # (N F, P)
+        if self.env == "pusht":
+            per_frame = self._pusht_cost(poses, rollout.context)
+        else:
+            per_frame = self._blockpush_cost(poses, rollout.context)
+        per_frame = torch.from_numpy(per_frame.reshape(n, n_frames))
+        # Non-finite frames must not hide behind a finite one: min would skip a NaN silently.
+        return torch.where(torch.isfinite(per_frame).all(dim=1), per_frame.min(dim=1).values,
+                           torch.full((n,), math.nan, dtype=per_frame.dtype))
+
+    def _pusht_cost(self, poses: np.ndarray, context) -> np.ndarray:
+        goal = self.goal_pose
+        if goal is None:
+            goal = _from_context(context, "goal_pose")
+            if goal is None and _from_context(context, "state_history") is not None:
+                goal = _last_state(context, "the goal pose", pusht.STATE_DIM)[10:13]
+            goal = pusht.GOAL_POSE if goal is None else self._checked(goal, (3,), "context goal_pose")
+        c, s = np.cos(poses[:, 2]), np.sin(poses[:, 2])
+        cog = pusht.TEE_COG
+        origin = np.stack([poses[:, 0] - (cog[0] * c - cog[1] * s), poses[:, 1] - (cog[0] * s + cog[1] * c),
+                           poses[:, 2]], axis=1)
+        finite = np.isfinite(poses).all(axis=1)
+        coverage = np.full(len(poses), math.nan)
+        if finite.any():
+            coverage[finite] = pusht.tee_coverage(np.ascontiguousarray(origin[finite]), goal)
+        gc, gs = math.cos(goal[2]), math.sin(goal[2])
+        goal_cog = goal[:2] + np.array([cog[0] * gc - cog[1] * gs, cog[0] * gs + cog[1] * gc])
+        distance = np.linalg.norm(poses[:, :2] - goal_cog, axis=1)
+        angle_error = np.abs((poses[:, 2] - goal[2] + np.pi) % (2 * np.pi) - np.pi)
+        return 1.0 - coverage + self.pose_weight * (distance / self.position_scale + angle_error / np.pi)
+
+    def _blockpush_cost(self, poses: np.ndarray, context) -> np.ndarray:
+        task, targets = self.task, self.targets
+        if task is None:
+            task = _from_context(context, "task")
+            if task is None:
+                task = _last_state(context, "the BlockPush task", bp.STATE_DIM)[24]
+            task = int(task) if np.ndim(task) == 0 else bp.parse_task(tuple(int(v) for v in task))
+            if task not in range(4):
+                raise ValueError("StateReward on BlockPush needs a named task: pass task= or reset the "
+                                 "env with options={'task': 0..3}")
+        if targets is None:
+            targets = _from_context(context, "targets")
+            targets = (_last_state(context, "the target centres", bp.STATE_DIM)[16:20].reshape(2, 2)
+                       if targets is None else self._checked(targets, (2, 2), "context targets"))
+        block, target = divmod(task, 2)
+        named = np.linalg.norm(poses[:, 3 * block:3 * block + 2] - targets[target], axis=1)
+        other = np.linalg.norm(poses[:, 3 * (1 - block):3 * (1 - block) + 2] - targets[1 - target], axis=1)
+        return (named + self.other_weight * other) / bp.TOLERANCE
+
+
+class GoalImage:
+    """Mean squared distance between imagined latents and a goal frame's latents.
+
+    cost = mean over the chosen frames and channels of sum_{h, w} weight (z - goal)^2 /
+    sum weight: exactly 0 for the goal itself. ``token_weights`` (h, w), non-negative, can
+    discount positions (e.g. the pusher's region, which need not match the goal).
+
+    Args:
+        goal_latents: (C, h, w) scaled VAE latents of the goal frame.
+        token_weights: optional (h, w) per-position weights; default uniform.
+        frames: imagined frames to score (mean over them), indices into the T axis.
+    """
+
+    def __init__(self, goal_latents: Tensor, token_weights: Tensor | None = None, frames=(-1,)):
+        goal = torch.as_tensor(goal_latents, dtype=torch.float32)
+        if goal.ndim != 3 or not torch.isfinite(goal).all():
+            raise ValueError(f"goal_latents must be finite (C, h, w), got shape {tuple(goal.shape)}")
+        weights = torch.ones(goal.shape[1:]) if token_weights is None else torch.as_tensor(
+            token_weights, dtype=torch.float32)
+        if weights.shape != goal.shape[1:] or not torch.isfinite(weights).all() or (weights < 0).any() \
+                or not weights.sum() > 0:
+            raise ValueError(f"token_weights must be finite, >= 0, not all 0, of shape (h, w) = "
+                             f"{tuple(goal.shape[1:])}, got shape {tuple(weights.shape)}")
+        self.goal, self.weights = goal, weights / weights.sum()
+        self.frames = _check_frames(frames)
+
+    @torch.no_grad()
+    def cost(self, rollout: Rollout) -> Tensor:
+        latents = _rollout_latents(rollout, self.frames, "GoalImage")
+        if tuple(latents.shape[2:]) != tuple(self.goal.shape):
+            raise ValueError(f"rollout latents (N, T, {', '.join(map(str, self.goal.shape))}) expected to match "
+                             f"the goal, got {tuple(rollout.latents.shape)}")
+        goal, weights = self.goal.to(latents), self.weights.to(latents)
+        squared = (latents - goal).square().mean(dim=2)  # (N, F, h, w)
+        return (squared * weights).sum(dim=(2, 3)).mean(dim=1)

@@ -24,7 +24,8 @@ from uva_plan.io import atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 
 console = Console()
-_RATE_KEYS = ("success", "p1", "p2", "task_success")
+_RATE_KEYS = ("success", "p1", "p2", "task_success", "entered_task0", "entered_task1", "entered_task2",
+              "entered_task3")
 
 
 def _episode_metrics(info: dict, steps: int, ever_success: bool) -> dict:
@@ -36,6 +37,9 @@ def _episode_metrics(info: dict, steps: int, ever_success: bool) -> dict:
     for key in ("p1", "p2", "task_success"):
         if key in info:
             out[key] = bool(info[key])
+    if "entered" in info:  # BlockPush: which (block, target) pairs happened, task k = 2 block + target
+        for k, entered in enumerate(np.asarray(info["entered"], dtype=bool).ravel()):
+            out[f"entered_task{k}"] = bool(entered)
     return out
 
 

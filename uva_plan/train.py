@@ -66,8 +66,15 @@ from uva_plan.checkpoint import (
     restore_rng_state,
     save_training_checkpoint,
 )
-from uva_plan.data.latents import LatentWindows, ensure_latents, env_class, load_latents
-from uva_plan.data.sampler import UVA_FRAME_OFFSETS, SequenceSampler, train_val_split
+from uva_plan.data.latents import (
+    LatentFrames,
+    LatentWindows,
+    StateWindows,
+    ensure_latents,
+    env_class,
+    load_latents,
+)
+from uva_plan.data.sampler import DPC_FRAME_OFFSETS, UVA_FRAME_OFFSETS, SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_bytes, atomic_write_json, git_revision
 
@@ -278,8 +285,77 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
                 extra={"store": cfg.data.stores[0], "vae": info["vae"]}, find_unused_parameters=True)
 
 
-# Adding a model (dpc, state_head) = one builder function and one entry here.
-BUILDERS: dict[str, Callable[[TrainConfig, Dist], Task]] = {"vae": build_vae, "uva": build_uva}
+def build_dpc(cfg: TrainConfig, dist: Dist) -> Task:
+    """DP-C windows of one store (frames t-1, t; actions t-1..t+14) and normalised actions, with
+    cached VAE latents and agent positions (obs_mode "latent"; the cache is built by rank 0 if
+    missing or stale) or normalised physical states (obs_mode "state")."""
+    obs_mode = cfg.model.get("obs_mode", "latent")
+    if obs_mode == "latent" and cfg.vae_checkpoint is None:
+        raise ValueError("train=dpc with obs_mode latent needs vae_checkpoint=<a trained VAE checkpoint, "
+                         "e.g. outputs/train/vae/final> (or model.obs_mode=state)")
+    if len(cfg.data.stores) != 1:
+        raise ValueError(f"train=dpc trains on one store (one env), got data.stores={cfg.data.stores}")
+    (store,) = _open_stores(cfg)
+    data = store.load()
+    normalizers = store.normalizers()  # "state" too: the state-mode policy needs it at run time
+    train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
+    train_sampler = SequenceSampler.dpc(data, episodes=train_eps)
+    val_sampler = SequenceSampler.dpc(data, episodes=val_eps) if val_eps else None
+    wanted = {"action_dim": store.action_dim, "n_obs_steps": len(DPC_FRAME_OFFSETS),
+              "horizon": train_sampler.n_actions, "obs_mode": obs_mode}
+    extra = {"store": cfg.data.stores[0]}
+    if obs_mode == "latent":
+        if dist.main:
+            ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
+        dist.barrier()
+        latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
+        train = LatentWindows(train_sampler, latents, normalizers)
+        val = LatentWindows(val_sampler, latents, normalizers) if val_sampler else None
+        wanted.update(latent_channels=latents.shape[1], latent_size=latents.shape[2])
+        extra["vae"] = info["vae"]
+    else:
+        train = StateWindows(train_sampler, normalizers)
+        val = StateWindows(val_sampler, normalizers) if val_sampler else None
+        wanted["state_dim"] = store.physical_dim
+    model = make_model(cfg)
+    check_model_fits(model, wanted)
+    return Task(model, train, val, env_id=store.meta["env_id"], normalizers=normalizers, extra=extra)
+
+
+def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
+    """Single frames of one store: cached VAE latents (built by rank 0 if missing or stale) and
+    the object poses of the same frames' stored states (``state_head.pose_targets``)."""
+    from uva_plan.models.state_head import env_name, pose_targets  # models import diffusers: only when used
+
+    if cfg.vae_checkpoint is None:
+        raise ValueError("train=state_head needs vae_checkpoint=<a trained VAE checkpoint, "
+                         "e.g. outputs/train/vae/final>")
+    if len(cfg.data.stores) != 1:
+        raise ValueError(f"train=state_head trains on one store (one env), got data.stores={cfg.data.stores}")
+    (store,) = _open_stores(cfg)
+    data = store.load()
+    if dist.main:
+        ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
+    dist.barrier()
+    latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
+    env_id = store.meta["env_id"]
+    train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
+
+    def frames(episodes: list[int]) -> LatentFrames:
+        sampler = SequenceSampler(data, (0, 1), 0, 1, episodes=episodes)  # t and t + 1 reach the final state
+        rows = np.unique(sampler.row_indices(np.arange(len(sampler))))
+        return LatentFrames(latents, rows, {"poses": pose_targets(env_id, sampler.frame_table[rows])})
+
+    train, val = frames(train_eps), frames(val_eps) if val_eps else None
+    model = make_model(cfg)
+    check_model_fits(model, {"env": env_name(env_id), "latent_channels": latents.shape[1],
+                             "latent_size": latents.shape[2]})
+    return Task(model, train, val, env_id=env_id, extra={"store": cfg.data.stores[0], "vae": info["vae"]})
+
+
+# Adding a model = one builder function and one entry here (and its class in MODEL_CLASSES).
+BUILDERS: dict[str, Callable[[TrainConfig, Dist], Task]] = {
+    "vae": build_vae, "uva": build_uva, "dpc": build_dpc, "state_head": build_state_head}
 
 
 # -- the pieces of the loop --------------------------------------------------------------------

@@ -207,3 +207,50 @@ class LatentWindows:
             "frame_mask": torch.from_numpy(sample["frame_mask"]),
             "action_mask": torch.from_numpy(sample["action_mask"]),
         }
+
+
+class LatentFrames:
+    """Single-frame samples from cached latents (state head training): ``batch(indices)``
+    gives latents (B, C, h, w) float32 of the chosen ``rows`` and, for each array of
+    ``targets`` (len(rows), ...), its entries at those samples as float32 tensors."""
+
+    def __init__(self, latents: np.ndarray, rows: np.ndarray, targets: dict[str, np.ndarray]):
+        self.latents, self.rows = latents, np.asarray(rows, dtype=np.int64)
+        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(latents)):
+            raise ValueError(f"rows must lie in [0, {len(latents)}) (the cache's rows), got "
+                             f"min {self.rows.min()}, max {self.rows.max()}")
+        bad = {k: np.shape(v) for k, v in targets.items() if len(v) != len(self.rows)}
+        if bad:
+            raise ValueError(f"every target needs one entry per row ({len(self.rows)}), got shapes {bad}")
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        out = {"latents": torch.from_numpy(self.latents[self.rows[idx]].astype(np.float32))}
+        out.update({k: torch.from_numpy(np.asarray(v[idx], dtype=np.float32)) for k, v in self.targets.items()})
+        return out
+
+
+class StateWindows:
+    """The low-dimensional counterpart of ``LatentWindows`` (DP-C on states): ``batch(indices)``
+    gives states (B, T, P) and actions (B, H, A), both normalised to [-1, 1] (normalizers
+    "state" and "actions"), and the masks."""
+
+    def __init__(self, sampler: SequenceSampler, normalizers: dict[str, MinMaxNormalizer]):
+        self.sampler = sampler
+        self.state_normalizer, self.action_normalizer = normalizers["state"], normalizers["actions"]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        sample = self.sampler.batch(indices)
+        return {
+            "states": torch.from_numpy(self.state_normalizer.normalize(sample["states"])).float(),
+            "actions": torch.from_numpy(self.action_normalizer.normalize(sample["actions"])).float(),
+            "frame_mask": torch.from_numpy(sample["frame_mask"]),
+            "action_mask": torch.from_numpy(sample["action_mask"]),
+        }

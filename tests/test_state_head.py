@@ -1,0 +1,147 @@
+"""Tests for the state head: pose layouts, the network, training end to end.
+
+Unit tests read poses from "pooled frames": real Push-T frames rendered from state and
+average-pooled to 3 x 8 x 8, a fixed stand-in for VAE latents that needs no VAE training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
+from tests.test_train import ENV_ID, compose_train, store, vae_run  # noqa: F401  (fixtures)
+from uva_plan.checkpoint import load_model
+from uva_plan.envs import blockpush as bp
+from uva_plan.envs import pusht
+from uva_plan.models.state_head import (
+    StateHead,
+    StateHeadConfig,
+    decode_poses,
+    encode_poses,
+    env_name,
+    pose_targets,
+)
+from uva_plan.train import train
+
+
+def pusht_states(n: int, seed: int) -> np.ndarray:
+    """(n, 14) renderable Push-T states: random pusher and T pose, the env's goal."""
+    rng = np.random.default_rng(seed)
+    states = np.zeros((n, pusht.STATE_DIM))
+    states[:, :2] = rng.uniform(50, 462, (n, 2))
+    states[:, 4:6] = rng.uniform(120, 392, (n, 2))
+    states[:, 6] = rng.uniform(-np.pi, np.pi, n)
+    states[:, 10:13] = pusht.GOAL_POSE
+    return states
+
+
+def pooled_latents(states: np.ndarray, size: int = 32, pool: int = 4) -> torch.Tensor:
+    """Frames rendered from Push-T states, in [-1, 1] and average-pooled: (B, 3, size / pool, size / pool)."""
+    frames = torch.from_numpy(pusht.PushTEnv.render_states(states, size)).permute(0, 3, 1, 2).float()
+    return F.avg_pool2d(frames / 127.5 - 1, pool)
+
+
+def tiny_head_config(**overrides) -> StateHeadConfig:
+    return StateHeadConfig(**{"latent_channels": 3, "latent_size": 8, "channels": 8, "n_convs": 1,
+                              "hidden_dim": 64, **overrides})
+
+
+def fit_head(head: StateHead, latents: torch.Tensor, poses: torch.Tensor, n_steps: int,
+             lr: float = 3e-3) -> list[dict]:
+    """Full-batch Adam; returns the metrics of every step."""
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    history = []
+    for _ in range(n_steps):
+        loss, metrics = head.compute_loss({"latents": latents, "poses": poses})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(metrics)
+    return history
+
+
+def trained_pusht_head(n_states: int = 128, n_steps: int = 300, seed: int = 0) -> StateHead:
+    """A head fitted on pooled frames of random Push-T states (about 2 s on one core)."""
+    torch.manual_seed(seed)
+    states = pusht_states(n_states, seed)
+    head = StateHead(tiny_head_config())
+    fit_head(head, pooled_latents(states), torch.from_numpy(pose_targets("pusht", states)).float(), n_steps)
+    return head.eval()
+
+
+# ----- pose layouts -----
+
+def test_env_names_and_pose_layouts():
+    assert env_name("uva_plan/PushT-v0") == env_name("uva_plan/PushTRandomGoal-v0") == "pusht"
+    assert env_name("uva_plan/BlockPush-v0") == "blockpush"
+    with pytest.raises(ValueError, match="env_id='CartPole-v1'"):
+        env_name("CartPole-v1")
+    states = np.arange(2 * bp.STATE_DIM, dtype=float).reshape(2, bp.STATE_DIM)
+    np.testing.assert_array_equal(pose_targets("uva_plan/PushT-v0", states[:, :14]), states[:, 4:7])
+    np.testing.assert_array_equal(pose_targets("blockpush", states), states[:, [4, 5, 6, 10, 11, 12]])
+
+
+def test_pose_encoding_round_trips_modulo_symmetry():
+    poses = torch.tensor([[100.0, 400.0, 2.5], [256.0, 10.0, -3.0]], dtype=torch.float64)
+    back = decode_poses("pusht", encode_poses("pusht", poses))
+    torch.testing.assert_close(back, poses)
+    blocks = torch.tensor([[50.0, 60.0, 0.3, 300.0, 200.0, 0.3 + math.pi / 2]], dtype=torch.float64)
+    decoded = decode_poses("blockpush", encode_poses("blockpush", blocks))
+    torch.testing.assert_close(decoded[:, [0, 1, 3, 4]], blocks[:, [0, 1, 3, 4]])
+    # A quarter turn looks the same: both blocks read as yaw 0.3.
+    torch.testing.assert_close(decoded[:, [2, 5]], torch.tensor([[0.3, 0.3]], dtype=torch.float64))
+
+
+# ----- the network -----
+
+@pytest.mark.parametrize("env, pose_dim", [("pusht", 3), ("blockpush", 6)])
+def test_shapes_and_metrics(env, pose_dim):
+    head = StateHead(tiny_head_config(env=env, latent_channels=4, latent_size=4))
+    latents = torch.randn(5, 4, 4, 4)
+    assert head(latents).shape == (5, 4 * (pose_dim // 3)) and head.predict(latents).shape == (5, pose_dim)
+    loss, metrics = head.compute_loss({"latents": latents, "poses": torch.rand(5, pose_dim) * 512})
+    assert torch.isfinite(loss) and set(metrics) == {"loss", "xy_error_px", "angle_error_rad"}
+
+
+def test_head_overfits_a_batch_of_real_frames():
+    torch.manual_seed(0)
+    states = pusht_states(32, seed=3)
+    head = StateHead(tiny_head_config())
+    history = fit_head(head, pooled_latents(states), torch.from_numpy(pose_targets("pusht", states)).float(), 600)
+    assert history[-1]["loss"] < history[0]["loss"] / 20, (history[0], history[-1])
+    assert history[-1]["xy_error_px"] < 15 and history[-1]["angle_error_rad"] < 0.2
+
+
+@pytest.mark.parametrize("field, value", [("env", "pong"), ("latent_size", 0), ("channels", 2.5),
+                                          ("angle_weight", -1.0)])
+def test_config_validation_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        tiny_head_config(**{field: value})
+
+
+def test_bad_inputs_name_the_expected_shape():
+    head = StateHead(tiny_head_config())
+    with pytest.raises(ValueError, match=r"latents must be a tensor \(B, 3, 8, 8\), got \(2, 4, 8, 8\)"):
+        head.predict(torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"poses must be \(B, 3\) with B=2, got \(2, 6\)"):
+        head.compute_loss({"latents": torch.zeros(2, 3, 8, 8), "poses": torch.zeros(2, 6)})
+
+
+# ----- training end to end -----
+
+def test_tiny_state_head_trains_on_cached_latents(vae_run, store, tmp_path):  # noqa: F811
+    out = tmp_path / "state_head"
+    summary = train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                                   f"out_dir={out}", "steps=2", "log_every=1", "val_every=2"]))
+    assert np.isfinite(summary["train"]["loss"]) and np.isfinite(summary["val"]["xy_error_px"])
+    model, meta = load_model(out / "final", expected_kind="state_head", expected_env_id=ENV_ID)
+    assert meta["extra"]["vae"]["step"] == 3 and model.config.env == "pusht"
+    assert model.predict(torch.randn(2, 4, 8, 8)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"model.env='blockpush' but the data has 'pusht'"):
+        train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                             f"out_dir={tmp_path / 'x'}", "model.env=blockpush"]))
