@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 JOBS ?= 2
 
-.PHONY: install test demo bench clean-venv
+.PHONY: install test demo bench pretrained clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ bench: $(STAMP)
 	$(PY) benchmarks/dp_fidelity.py --restore-mode anchor
 	$(PY) benchmarks/bad_inputs.py
 	$(PY) benchmarks/soak.py --n-calls 1000
+
+# Collect the data and train every shipped model on this CPU, then export them (fp16) into
+# uva_plan/pretrained/. Each step resumes if killed; a finished step is skipped when rerun.
+# The two environments' models train side by side, one thread each.
+TRAIN := $(PY) -m uva_plan.train
+VAE := vae_checkpoint=outputs/train/vae/final
+pretrained: $(STAMP)
+	$(PY) -m uva_plan.data.collect --env uva_plan/PushT-v0 --expert pusht --n-episodes 200 --out data/pusht --workers $(JOBS)
+	$(PY) -m uva_plan.data.collect --env uva_plan/BlockPush-v0 --expert blockpush --n-episodes 500 --out data/blockpush --workers $(JOBS)
+	$(TRAIN) train=vae
+	$(PY) -m uva_plan.hub export vae outputs/train/vae/final
+	pids=; for e in pusht blockpush; do $(TRAIN) train=uva "data.stores=[data/$$e]" $(VAE) out_dir=outputs/train/uva_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
+	pids=; for e in pusht blockpush; do $(TRAIN) train=dpc "data.stores=[data/$$e]" $(VAE) threads=1 out_dir=outputs/train/dpc_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
+	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head "data.stores=[data/$$e]" model.env=$$e $(VAE) threads=1 out_dir=outputs/train/state_head_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
+	for e in pusht blockpush; do for m in uva dpc state_head; do \
+		$(PY) -m uva_plan.hub export $$e/$$m outputs/train/$${m}_$$e/final || exit 1; done; done
 
 clean-venv:
 	rm -rf $(VENV)

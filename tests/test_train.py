@@ -169,7 +169,8 @@ def test_every_train_option_composes_and_validates(option, tmp_path):
     cfg = TrainConfig.from_dict(OmegaConf.to_container(
         compose_train([f"train={option}", f"out_dir={tmp_path}"]), resolve=True))
     assert cfg.kind in BUILDERS and cfg.steps > 0
-    assert (cfg.lr, cfg.weight_decay, cfg.betas) == (1e-4, 0.02, (0.9, 0.95))  # the UVA paper's AdamW
+    assert (cfg.weight_decay, cfg.betas) == (0.02, (0.9, 0.95))  # the UVA paper's AdamW
+    assert 1e-5 <= cfg.lr <= 1e-3  # 1e-4 (the paper) to 5e-4 (short runs from scratch: see the configs)
 
 
 def test_config_validation_names_the_bad_value(tmp_path):
