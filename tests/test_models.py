@@ -421,3 +421,28 @@ def test_vae_loss_weights_foreground_pixels():
     assert weights.shape == (16, 16) and (weights == 10).sum() == 4 and weights[5:7, 9:11].eq(10).all()
     with pytest.raises(ValueError, match="foreground_weight"):
         tiny_vae_config(foreground_weight=0.5)
+
+
+def test_residual_video_target_round_trips_and_validates():
+    """video_target="residual": the head learns (future - last history frame) * scale, and
+    generation adds the last frame back, so outputs are absolute latents."""
+    model = wake_heads(make_uva(video_target="residual", residual_scale=2.0))
+    batch = uva_batch(model.config)
+    tokens = patchify(batch["latents"], model.config.patch_size)
+    history, future = tokens[:, :2], tokens[:, 2:]
+    target = model._video_target(future, history)
+    torch.testing.assert_close(target, (future - history[:, -1:]) * 2.0)
+    loss, metrics = seeded_loss(model, batch, "forward_dynamics")
+    assert np.isfinite(loss) and np.isfinite(metrics["loss_video"])
+    g = torch.Generator().manual_seed(0)
+    # One unmasking step: later steps feed revealed (absolute) tokens back, which differ.
+    out = model.forward_dynamics(history_context(model.config, batch), batch["actions"], n_steps=1, generator=g)
+    absolute = wake_heads(make_uva())  # same weights, absolute target: outputs differ by the last frame
+    g = torch.Generator().manual_seed(0)
+    raw = absolute.forward_dynamics(history_context(model.config, batch), batch["actions"], n_steps=1, generator=g)
+    last = batch["latents"][:, 1:2]
+    torch.testing.assert_close(out, raw / 2.0 + last)
+    with pytest.raises(ValueError, match="video_target"):
+        tiny_uva_config(video_target="delta")
+    with pytest.raises(ValueError, match="residual_scale"):
+        tiny_uva_config(residual_scale=0.0)

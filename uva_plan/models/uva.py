@@ -61,6 +61,11 @@ class UVAConfig:
     # MAR's diffusion_batch_mul: each target is noised this many times per loss. Cheap for the
     # action head (one row per sample); for video it would cost as much as the transformer.
     video_loss_repeats: int = 1
+    # What the video head denoises: "absolute" future latent tokens (the paper), or "residual":
+    # (future - last history frame) * residual_scale, so repeating the last frame is the zero
+    # prediction and the head spends its capacity on what moves. Inputs stay absolute.
+    video_target: str = "absolute"
+    residual_scale: float = 2.0
     action_loss_repeats: int = 4
     mode_probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)  # over MODES, in that order
 
@@ -96,6 +101,10 @@ class UVAConfig:
         if self.n_video_sample_steps > self.n_tokens:
             raise ValueError(f"n_video_sample_steps must be <= tokens per frame {self.n_tokens}, "
                              f"got {self.n_video_sample_steps=}")
+        if self.video_target not in ("absolute", "residual"):
+            raise ValueError(f"video_target must be 'absolute' or 'residual', got {self.video_target=}")
+        if not self.residual_scale > 0:
+            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale=}")
         if len(self.mode_probs) != len(MODES) or min(self.mode_probs) < 0 or sum(self.mode_probs) <= 0:
             raise ValueError(f"mode_probs must be {len(MODES)} non-negative weights over {MODES} with a "
                              f"positive sum, got {self.mode_probs=}")
@@ -272,7 +281,7 @@ class UVA(nn.Module):
         losses = {}
         if name in VIDEO_LOSS_MODES:  # only masked tokens are predicted
             selected = einops.repeat(mask, "b n -> b (t n)", t=c.n_future)
-            target = einops.rearrange(future, "b t n p -> b (t n) p")[selected]
+            target = einops.rearrange(self._video_target(future, history), "b t n p -> b (t n) p")[selected]
             r = c.video_loss_repeats
             losses["video"] = self.video_head.loss(target.repeat(r, 1), z[selected].repeat(r, 1))
         if name in ACTION_LOSS_MODES:
@@ -380,10 +389,20 @@ class UVA(nn.Module):
                 n_next = max(1, min(n_masked - 1, n_next))
             reveal = torch.zeros_like(mask).scatter_(1, order[:, N - n_masked: N - n_next], True)
             selected = einops.repeat(reveal, "b n -> b (t n)", t=c.n_future)
-            future[selected] = self.video_head.sample(z[selected], temperature=temperature, generator=generator)
+            drawn = self.video_head.sample(z[selected], temperature=temperature, generator=generator)
+            if c.video_target == "residual":  # back to absolute latents: the transformer's inputs are absolute
+                last = einops.repeat(history[:, -1], "b n p -> b (t n) p", t=c.n_future)
+                drawn = drawn / c.residual_scale + last[selected]
+            future[selected] = drawn
             mask &= ~reveal
             n_masked = n_next
         return unpatchify(future.view(B, c.n_future, N, -1), c.patch_size, c.latent_size)
+
+    def _video_target(self, future: Tensor, history: Tensor) -> Tensor:
+        """What the video head learns for future tokens (B, T, N, P) given history tokens."""
+        if self.config.video_target == "absolute":
+            return future
+        return (future - history[:, -1:]) * self.config.residual_scale
 
     def _decode(self, latents: Tensor, decode_fn: Callable) -> Tensor:
         frames = decode_fn(einops.rearrange(latents, "b t c h w -> (b t) c h w"))
