@@ -60,3 +60,14 @@ def test_evaluate_dpc_and_state_head(vae_run, store, tmp_path):  # noqa: F811
                    "--threads", "1", "--out", str(tmp_path / "e.json")])
     assert set(result["state_head"]) == {"n_windows", "real", "forward_dynamics", "copy_last_frame"}
     assert result["state_head"]["real"]["n_frames"] == 3 * 4
+
+
+def test_evaluate_state_mode_dpc_reads_the_simulator_state(store, tmp_path):  # noqa: F811
+    from uva_plan.evaluate_dpc import main as evaluate_dpc
+
+    run = tmp_path / "dpc_state"
+    train(compose_train(["train=dpc_tiny", f"data.stores=[{store}]", "model.obs_mode=state",
+                         f"out_dir={run}", "steps=2", "log_every=1", "val_every=2"]))
+    result = evaluate_dpc(["--dpc", str(run / "final"), "--episodes", "1", "--n-candidates", "3",
+                           "--diversity-states", "1", "--out", str(tmp_path / "e.json")])
+    assert result["policy"]["n_episodes"] == 1 and result["diversity"]["n_states"] == 1

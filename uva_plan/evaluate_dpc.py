@@ -27,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from uva_plan.adapters import DPCProposer
+from uva_plan.adapters import DPCProposer, PrivilegedState
 from uva_plan.checkpoint import load_model, read_meta, resolve_checkpoint
 from uva_plan.io import atomic_write_json, git_revision
 
@@ -44,6 +44,8 @@ class DPCPolicy:
             raise ValueError(f"n_action_steps must be an int in [1, {horizon}], got {n_action_steps=}")
         self.proposer, self.n_action_steps = proposer, n_action_steps
         self.n_history = proposer.config.n_obs_steps
+        # A state-mode DP-C reads physical states: the runner then adds obs["sim_state"].
+        self.needs_sim_state = proposer.config.obs_mode == "state"
         self.reset()
 
     def reset(self) -> None:
@@ -56,7 +58,8 @@ class DPCPolicy:
     def context(self) -> dict:
         return {"frames": np.stack([o["image"] for o in self.history]),
                 "agent_pos_history": np.stack([o["agent_pos"] for o in self.history]),
-                "state_history": None}  # a state-mode DP-C needs physical states: not in observations
+                "state_history": (np.stack([o["sim_state"][: self.proposer.config.state_dim] for o in self.history])
+                                  if "sim_state" in self.history[-1] else None)}  # physical states lead the full state
 
     def plan(self, obs: dict) -> np.ndarray:
         self.observe(obs)
@@ -74,8 +77,13 @@ def load_proposer(path: str, vae: str | None = None, seed: int = 0) -> tuple[DPC
     return DPCProposer.from_checkpoint(path, vae=vae_model, seed=seed), meta
 
 
-def diversity(policy: DPCPolicy, env_id: str, render_size: int, n_states: int, n: int, seed: int) -> dict:
+def _make_env(policy: DPCPolicy, env_id: str, render_size: int) -> gym.Env:
     env = gym.make(env_id, render_size=render_size)
+    return PrivilegedState(env) if policy.needs_sim_state else env
+
+
+def diversity(policy: DPCPolicy, env_id: str, render_size: int, n_states: int, n: int, seed: int) -> dict:
+    env = _make_env(policy, env_id, render_size)
     spreads, shares, distinct = [], [], []
     for i in range(n_states):
         obs, _ = env.reset(seed=seed + i)
@@ -98,7 +106,7 @@ def diversity(policy: DPCPolicy, env_id: str, render_size: int, n_states: int, n
 
 
 def latency(policy: DPCPolicy, env_id: str, render_size: int, n: int, repeats: int = 10) -> dict:
-    env = gym.make(env_id, render_size=render_size)
+    env = _make_env(policy, env_id, render_size)
     obs, _ = env.reset(seed=0)
     policy.reset()
     policy.observe(obs)

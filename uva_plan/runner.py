@@ -102,7 +102,7 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
         raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes=}")
     revision = git_revision()  # the code that runs, read before the (long) run starts
     env = gym.make(env_id, **(env_kwargs or {}))
-    if isinstance(getattr(planner, "model", None), SimulatorDynamics):
+    if isinstance(getattr(planner, "model", None), SimulatorDynamics) or getattr(planner, "needs_sim_state", False):
         env = PrivilegedState(env)
     out_dir = Path(out_dir) if out_dir is not None else None
     episodes = []
