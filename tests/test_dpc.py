@@ -163,6 +163,9 @@ def test_proposer_returns_n_normalised_chunks_reproducibly():
     assert chunks.shape == (7, H, A) and chunks.abs().max() <= 1.0
     proposer.reset()
     assert torch.equal(proposer.sample(ctx, 7), chunks)
+    # Chunks start at the current step: DP-C's action for t - 1 is dropped, the last one held.
+    raw = model.sample(proposer.observation(ctx), 7, generator=torch.Generator().manual_seed(5))[0]
+    assert torch.equal(chunks[:, :-1], raw[:, 1:]) and torch.equal(chunks[:, -1], raw[:, -1])
     as_dict = {"latents": ctx.latents, "agent_pos_history": ctx.agent_pos_history}
     proposer.reset()
     assert torch.equal(proposer.sample(as_dict, 7), chunks)

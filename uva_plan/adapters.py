@@ -427,10 +427,18 @@ class DPCProposer:
         return {"latents": latents[:, -c.n_obs_steps:].float().to(device), "agent_pos": tensor(agent_pos)}
 
     def sample(self, context, n: int) -> Tensor:
-        """(n, H, A) normalised action chunks for one context."""
+        """(n, H, A) normalised action chunks for one context, starting at the current step.
+
+        DP-C predicts actions t - 1 .. t + H - 2 (its window starts at the older observation,
+        as Diffusion Policy's): the action for the past step is dropped and the last one held,
+        so every caller (the DP-C policy, the planners) gets actions t .. t + H - 1.
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1, got {n=}")
         actions = self.dpc.sample(self.observation(context), n, generator=self.generator)[0]
+        past = self.config.n_obs_steps - 1
+        if past:
+            actions = torch.cat([actions[:, past:], actions[:, -1:].expand(-1, past, -1)], dim=1)
         if self.action_bounds is None:
             return actions
         low, high = self.action_bounds
