@@ -106,12 +106,12 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    kind: str  # a key of BUILDERS: vae, uva
+    kind: str  # a key of BUILDERS: vae, uva, dpc, state_head
     model: dict  # the model's config, passed to ``from_config``
     data: DataConfig
     out_dir: str
     model_class: str | None = None  # "module:Class" with the model interface; default per kind
-    vae_checkpoint: str | None = None  # uva: the frozen VAE whose cached latents it learns
+    vae_checkpoint: str | None = None  # uva, dpc (latent mode), state_head: the frozen VAE whose cached latents they learn
     batch_size: int = 64  # global: split across DDP ranks
     steps: int = 10_000  # the run's length; also the length of the cosine schedule
     max_minutes: float | None = None  # wall-clock budget of one invocation: checkpoint and stop
