@@ -123,7 +123,7 @@ def latency(policy: DPCPolicy, env_id: str, render_size: int, n: int, repeats: i
 def eval_state_head(path: str, store_root: str, n_frames: int, seed: int) -> dict:
     """Pose errors of a state head on held-out real latents of its store (px and degrees)."""
     from uva_plan.data.latents import load_latents
-    from uva_plan.data.sampler import SequenceSampler, train_val_split
+    from uva_plan.data.sampler import episode_frame_rows, train_val_split
     from uva_plan.data.store import EpisodeStore
     from uva_plan.models.state_head import pose_targets
 
@@ -133,12 +133,11 @@ def eval_state_head(path: str, store_root: str, n_frames: int, seed: int) -> dic
     cfg = meta["extra"]["train_config"]["data"]
     _, val_eps = train_val_split(len(data["episode_ends"]), cfg["val_fraction"], cfg["split_seed"])
     latents, _ = load_latents(store.root, meta["extra"]["vae"]["path"], data=data)
-    sampler = SequenceSampler(data, (0, 1), 0, 1, episodes=val_eps)
-    rows = np.unique(sampler.row_indices(np.arange(len(sampler))))
+    rows, table = episode_frame_rows(data, val_eps)
     rows = np.random.default_rng(seed).choice(rows, size=min(n_frames, len(rows)), replace=False)
     with torch.inference_mode():
         pred = head.predict(torch.from_numpy(latents[rows].astype(np.float32))).double().numpy()
-    return pose_errors(meta["env_id"], pred, pose_targets(meta["env_id"], sampler.frame_table[rows]))
+    return pose_errors(meta["env_id"], pred, pose_targets(meta["env_id"], table[rows]))
 
 
 def pose_errors(env_id: str, pred: np.ndarray, true: np.ndarray) -> dict:

@@ -74,7 +74,13 @@ from uva_plan.data.latents import (
     env_class,
     load_latents,
 )
-from uva_plan.data.sampler import DPC_FRAME_OFFSETS, UVA_FRAME_OFFSETS, SequenceSampler, train_val_split
+from uva_plan.data.sampler import (
+    DPC_FRAME_OFFSETS,
+    UVA_FRAME_OFFSETS,
+    SequenceSampler,
+    episode_frame_rows,
+    train_val_split,
+)
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_bytes, atomic_write_json, git_revision
 
@@ -224,9 +230,27 @@ def _episode_frames(data: dict, episodes: list[int]) -> np.ndarray:
     """(R, P) states of the chosen episodes' frames, final states included."""
     if not episodes:
         return np.zeros((0, data["states"].shape[1]))
-    sampler = SequenceSampler(data, (0, 1), 0, 1, episodes=episodes)  # t and t + 1 reach the final state
-    rows = np.unique(sampler.row_indices(np.arange(len(sampler))))
-    return sampler.frame_table[rows]
+    rows, table = episode_frame_rows(data, episodes)
+    return table[rows]
+
+
+def _one_store_with_latents(cfg: TrainConfig, dist: Dist, need_vae: bool = True):
+    """(store, data, latents or None, latent cache info or None) of the single store a
+    per-environment model trains on; rank 0 builds the latent cache if missing or stale."""
+    if need_vae and cfg.vae_checkpoint is None:
+        raise ValueError(f"train={cfg.kind} needs vae_checkpoint=<a trained VAE checkpoint, "
+                         f"e.g. outputs/train/vae/final>")
+    if len(cfg.data.stores) != 1:
+        raise ValueError(f"train={cfg.kind} trains on one store (one env), got data.stores={cfg.data.stores}")
+    (store,) = _open_stores(cfg)
+    data = store.load()
+    if not need_vae:
+        return store, data, None, None
+    if dist.main:
+        ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
+    dist.barrier()
+    latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
+    return store, data, latents, info
 
 
 def build_vae(cfg: TrainConfig, dist: Dist) -> Task:
@@ -262,16 +286,7 @@ def build_vae(cfg: TrainConfig, dist: Dist) -> Task:
 def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
     """UVA windows of one store: cached VAE latents (built by rank 0 if missing or stale) and
     normalised actions."""
-    if cfg.vae_checkpoint is None:
-        raise ValueError("train=uva needs vae_checkpoint=<a trained VAE checkpoint, e.g. outputs/train/vae/final>")
-    if len(cfg.data.stores) != 1:
-        raise ValueError(f"train=uva trains on one store (one env), got data.stores={cfg.data.stores}")
-    (store,) = _open_stores(cfg)
-    data = store.load()
-    if dist.main:
-        ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
-    dist.barrier()
-    latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
+    store, data, latents, info = _one_store_with_latents(cfg, dist)
     normalizers = store.normalizers()
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
     train = LatentWindows(SequenceSampler.uva(data, episodes=train_eps), latents, normalizers)
@@ -290,13 +305,7 @@ def build_dpc(cfg: TrainConfig, dist: Dist) -> Task:
     cached VAE latents and agent positions (obs_mode "latent"; the cache is built by rank 0 if
     missing or stale) or normalised physical states (obs_mode "state")."""
     obs_mode = cfg.model.get("obs_mode", "latent")
-    if obs_mode == "latent" and cfg.vae_checkpoint is None:
-        raise ValueError("train=dpc with obs_mode latent needs vae_checkpoint=<a trained VAE checkpoint, "
-                         "e.g. outputs/train/vae/final> (or model.obs_mode=state)")
-    if len(cfg.data.stores) != 1:
-        raise ValueError(f"train=dpc trains on one store (one env), got data.stores={cfg.data.stores}")
-    (store,) = _open_stores(cfg)
-    data = store.load()
+    store, data, latents, info = _one_store_with_latents(cfg, dist, need_vae=obs_mode == "latent")
     normalizers = store.normalizers()  # "state" too: the state-mode policy needs it at run time
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
     train_sampler = SequenceSampler.dpc(data, episodes=train_eps)
@@ -305,10 +314,6 @@ def build_dpc(cfg: TrainConfig, dist: Dist) -> Task:
               "horizon": train_sampler.n_actions, "obs_mode": obs_mode}
     extra = {"store": cfg.data.stores[0]}
     if obs_mode == "latent":
-        if dist.main:
-            ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
-        dist.barrier()
-        latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
         train = LatentWindows(train_sampler, latents, normalizers)
         val = LatentWindows(val_sampler, latents, normalizers) if val_sampler else None
         wanted.update(latent_channels=latents.shape[1], latent_size=latents.shape[2])
@@ -327,24 +332,13 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
     the object poses of the same frames' stored states (``state_head.pose_targets``)."""
     from uva_plan.models.state_head import env_name, pose_targets  # models import diffusers: only when used
 
-    if cfg.vae_checkpoint is None:
-        raise ValueError("train=state_head needs vae_checkpoint=<a trained VAE checkpoint, "
-                         "e.g. outputs/train/vae/final>")
-    if len(cfg.data.stores) != 1:
-        raise ValueError(f"train=state_head trains on one store (one env), got data.stores={cfg.data.stores}")
-    (store,) = _open_stores(cfg)
-    data = store.load()
-    if dist.main:
-        ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
-    dist.barrier()
-    latents, info = load_latents(store.root, cfg.vae_checkpoint, data=data)
+    store, data, latents, info = _one_store_with_latents(cfg, dist)
     env_id = store.meta["env_id"]
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
 
     def frames(episodes: list[int]) -> LatentFrames:
-        sampler = SequenceSampler(data, (0, 1), 0, 1, episodes=episodes)  # t and t + 1 reach the final state
-        rows = np.unique(sampler.row_indices(np.arange(len(sampler))))
-        return LatentFrames(latents, rows, {"poses": pose_targets(env_id, sampler.frame_table[rows])})
+        rows, table = episode_frame_rows(data, episodes)
+        return LatentFrames(latents, rows, {"poses": pose_targets(env_id, table[rows])})
 
     train, val = frames(train_eps), frames(val_eps) if val_eps else None
     model = make_model(cfg)

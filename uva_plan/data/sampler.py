@@ -178,6 +178,13 @@ class SequenceSampler:
         return out
 
 
+def episode_frame_rows(data: dict, episodes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, frame_table): the ``frame_table`` rows (sorted, unique) of the chosen episodes'
+    frames, final states included, and the table (R, P) they index."""
+    sampler = SequenceSampler(data, (0, 1), 0, 1, episodes=episodes)  # t and t + 1 reach the final state
+    return np.unique(sampler.row_indices(np.arange(len(sampler)))), sampler.frame_table
+
+
 def train_val_split(n_episodes: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """Random episode split (train, val), both sorted; Diffusion Policy's rule: with a
     positive fraction, at least one validation episode and at least one training episode."""
