@@ -42,8 +42,17 @@ CONTROL_HZ = 10
 N_SUBSTEPS = SIM_HZ // CONTROL_HZ
 DT = 1.0 / SIM_HZ
 K_P, K_V = 100.0, 20.0
-WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
 WALL_RADIUS = 2.0
+# The reference's walls are segments from (5, 5) to (506, 506) with radius 2: inner faces at 7
+# and 504. Ours keep those faces but are WALL_DEPTH thick (segments moved outward, radius grown),
+# so an object squeezed by the kinematic pusher cannot be resolved out through a 2 px wall
+# (issue 8); the interior geometry and hence every contact the reference sees are unchanged.
+WALL_DEPTH = 100.0
+_R = WALL_DEPTH / 2
+_IN, _OUT = 5 + WALL_RADIUS - _R, 506 - WALL_RADIUS + _R  # centre lines
+WALL_SEGMENTS_RADIUS = _R
+WALLS = (((_IN, _OUT), (_IN, _IN)), ((_IN, _IN), (_OUT, _IN)), ((_OUT, _IN), (_OUT, _OUT)),
+         ((_IN, _OUT), (_OUT, _OUT)))
 RESTORE_MODES = ("anchor", "episode")
 
 
@@ -129,7 +138,7 @@ class PlanarPushEnv(gym.Env):
         """
         self._detach()
         self._static = pymunk.Body(body_type=pymunk.Body.STATIC)
-        self._walls = [pymunk.Segment(self._static, a, b, WALL_RADIUS) for a, b in WALLS]
+        self._walls = [pymunk.Segment(self._static, a, b, WALL_SEGMENTS_RADIUS) for a, b in WALLS]
         self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
         self._agent_shape = pymunk.Circle(self.agent, self.agent_radius)
         for shape in (self._agent_shape, *self._walls):
