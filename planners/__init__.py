@@ -13,6 +13,7 @@ from planners.best_of_n import BestOfN
 from planners.cem import CEM
 from planners.icem import ICEM
 from planners.mppi import MPPI
+from planners.presets import PLANNERS, make_optimizer
 
 __all__ = [
     "BestOfN",
@@ -26,4 +27,6 @@ __all__ = [
     "PlanResult",
     "Proposer",
     "Rollout",
+    "PLANNERS",
+    "make_optimizer",
 ]

@@ -27,6 +27,10 @@ class SimContext:
 
     state: np.ndarray  # full state from env.unwrapped.get_state()
     agent_pos: np.ndarray  # (2,) env units
+    # With SimulatorDynamics(n_history >= 2): the last n_history observations' frames (T, S, S, 3)
+    # and pusher positions (T, 2), oldest first, for a proposer that reads them (DP-C).
+    frames: np.ndarray | None = None
+    agent_pos_history: np.ndarray | None = None
 
 
 class PrivilegedState(gym.ObservationWrapper):
@@ -58,10 +62,10 @@ class SimulatorDynamics:
     each action; ``extras["terminated"]`` (N, H) marks steps where the task ended.
     """
 
-    n_history = 1
-
-    def __init__(self, env_id: str, env_kwargs: dict | None = None):
-        self.env_id = env_id
+    def __init__(self, env_id: str, env_kwargs: dict | None = None, n_history: int = 1):
+        if isinstance(n_history, bool) or not isinstance(n_history, int) or n_history < 1:
+            raise ValueError(f"n_history must be an int >= 1, got {n_history=}")
+        self.env_id, self.n_history = env_id, n_history
         self.env = gym.make(env_id, render_mode=None, **(env_kwargs or {})).unwrapped
         self.physical_dim = self.env.physical_dim
         self.action_low = np.zeros(2)
@@ -72,8 +76,12 @@ class SimulatorDynamics:
         if "sim_state" not in obs:
             raise ValueError("SimulatorDynamics needs the exact env state in obs['sim_state']: wrap the "
                              "env with uva_plan.adapters.PrivilegedState (the runner does this)")
-        return SimContext(state=np.asarray(obs["sim_state"], dtype=np.float64),
-                          agent_pos=np.asarray(obs["agent_pos"], dtype=np.float64))
+        context = SimContext(state=np.asarray(obs["sim_state"], dtype=np.float64),
+                             agent_pos=np.asarray(obs["agent_pos"], dtype=np.float64))
+        if self.n_history > 1:
+            context.frames = np.stack([o["image"] for o in history])
+            context.agent_pos_history = np.stack([np.asarray(o["agent_pos"], dtype=np.float64) for o in history])
+        return context
 
     def initial_plan(self, context: SimContext, horizon: int) -> Tensor:
         """Hold the pusher where it is: (H, 2) normalised."""
@@ -110,6 +118,10 @@ class LatentContext:
     recent_latents: Tensor  # (1, 2, C, h, w)
     agent_pos_history: np.ndarray  # (n_history, 2) env units, oldest first; the last is now
     agent_pos: np.ndarray  # (2,) env units
+    # BlockPush: the named task (0..3, -1 none) and the target centres (2, 2) px, read from the
+    # observation ("task", "state"[8:12]) for the objectives; None for Push-T.
+    task: int | None = None
+    targets: np.ndarray | None = None
 
     @property
     def device(self) -> torch.device:
@@ -129,7 +141,8 @@ class UVAWorldModel:
 
     def __init__(self, uva, vae, action_normalizer, env_id: str | None = None,
                  n_video_steps: int | None = None, temperature: float = 1.0,
-                 max_batch: int | None = None, seed: int = 0):
+                 max_batch: int | None = None, seed: int = 0, video_head_steps: int | None = None,
+                 proposer=None, objective=None):
         c = uva.config
         if vae.config.latent_channels != c.latent_channels or vae.config.latent_size != c.latent_size:
             raise ValueError(f"the VAE makes {vae.config.latent_channels} x {vae.config.latent_size}^2 latents "
@@ -141,6 +154,13 @@ class UVAWorldModel:
         check_float("temperature", temperature, 0.0, open_low=True)
         if max_batch is not None and not (isinstance(max_batch, int) and max_batch >= 1):
             raise ValueError(f"max_batch must be an int >= 1 or None, got {max_batch=}")
+        if video_head_steps is not None and not (isinstance(video_head_steps, int) and video_head_steps >= 2):
+            raise ValueError(f"video_head_steps must be an int >= 2 (DDIM) or None, got {video_head_steps=}")
+        if proposer is not None and not callable(getattr(proposer, "sample", None)):
+            raise ValueError(f"proposer must have sample(context, n), got {type(proposer).__name__}")
+        if objective is not None and not callable(getattr(objective, "cost", None)):
+            raise ValueError(f"objective must have cost(rollout), got {type(objective).__name__}")
+        self.video_head_steps, self.proposer, self.objective = video_head_steps, proposer, objective
         self.uva, self.vae = uva.eval(), vae.eval()
         self.normalizer, self.env_id = action_normalizer, env_id
         self.n_video_steps, self.temperature, self.max_batch, self.seed = n_video_steps, temperature, max_batch, seed
@@ -156,7 +176,7 @@ class UVAWorldModel:
     def load(cls, uva_checkpoint, vae_checkpoint=None, **kwargs) -> UVAWorldModel:
         """From a UVA checkpoint (directory, or a run's ``ckpt`` directory) and the VAE it was
         trained on (default: the one its metadata names; another VAE is refused)."""
-        from uva_plan.checkpoint import CheckpointError, load_model
+        from uva_plan.checkpoint import CheckpointError, load_model, read_meta, resolve_checkpoint
         from uva_plan.data.latents import vae_identity
         from uva_plan.data.store import MinMaxNormalizer
 
@@ -167,7 +187,10 @@ class UVAWorldModel:
                 raise CheckpointError(f"{uva_checkpoint} does not name its VAE; pass vae_checkpoint=")
             vae_checkpoint = trained_on["path"]
         identity = vae_identity(vae_checkpoint)
-        if trained_on.get("weights_sha256") not in (None, identity["weights_sha256"]):
+        # A shipped (exported) VAE also answers to the sha of the checkpoint it was exported from.
+        exported_from = read_meta(resolve_checkpoint(vae_checkpoint), verify=False).get("extra", {}).get("exported_from", {})
+        accepted = (None, identity["weights_sha256"], exported_from.get("weights_sha256"))
+        if trained_on.get("weights_sha256") not in accepted:
             raise CheckpointError(f"{uva_checkpoint} was trained on latents of the VAE with weights sha256 "
                                   f"{trained_on['weights_sha256'][:12]}..., but {vae_checkpoint} has "
                                   f"{identity['weights_sha256'][:12]}...")
@@ -175,9 +198,66 @@ class UVAWorldModel:
         normalizer = MinMaxNormalizer.from_dict(meta["normalizers"]["actions"])
         return cls(uva, vae, normalizer, env_id=meta.get("env_id"), **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, env: str, proposer: str = "dpc", objective: str = "state",
+                        checkpoints: dict | None = None, **kwargs) -> UVAWorldModel:
+        """The shipped UVA of ``env`` ("pusht" or "blockpush") with its VAE, ready to plan with.
+
+        ``proposer``: "dpc" (the shipped DP-C, the paper's guidance setting) or "uva" (UVA's own
+        policy samples). ``objective``: "state" (``StateReward`` on the shipped state head) or
+        "goal_image" (``EnvGoalImage``), what ``Planner(model)`` minimises when given none.
+        ``checkpoints`` replaces shipped parts by trained ones, e.g. ``{"uva": "outputs/train/
+        uva_pusht/final"}`` (keys "uva", "dpc", "state_head"; the VAE stays the shipped one).
+        Other keyword arguments go to the constructor (``n_video_steps``, ``video_head_steps``,
+        ``temperature``, ``max_batch``, ``seed``). Defaults are the planning settings measured
+        in the README: every future token at once (1 unmasking step), 4 DDIM steps, T = 1.
+        """
+        from uva_plan import hub
+        from uva_plan.checkpoint import load_model
+        from uva_plan.objectives import EnvGoalImage, StateReward
+
+        if env not in hub.ENVS:
+            raise ValueError(f"env must be one of {sorted(hub.ENVS)}, got {env!r}")
+        if proposer not in ("dpc", "uva"):
+            raise ValueError(f"proposer must be 'dpc' or 'uva', got {proposer!r}")
+        if objective not in ("state", "goal_image"):
+            raise ValueError(f"objective must be 'state' or 'goal_image', got {objective!r}")
+        paths = dict(checkpoints or {})
+        unknown = set(paths) - set(hub.PARTS)
+        if unknown:
+            raise ValueError(f"checkpoints keys must be among {hub.PARTS}, got {sorted(unknown)}")
+        for part in hub.PARTS:
+            paths.setdefault(part, None)
+        kwargs = {"n_video_steps": 1, "video_head_steps": 4, **kwargs}
+        if paths["uva"] is None:
+            model = hub.load_world_model(env, **kwargs)
+        else:
+            model = cls.load(paths["uva"], hub.pretrained_checkpoint("vae"), **kwargs)
+            if model.env_id not in (None, hub.ENVS[env]):
+                raise ValueError(f"{paths['uva']} was trained on {model.env_id}, not {hub.ENVS[env]}")
+        if proposer == "dpc":
+            model.proposer = DPCProposer.from_checkpoint(paths["dpc"] or hub.pretrained_checkpoint(f"{env}/dpc"),
+                                                         vae=model.vae, seed=model.seed)
+        if objective == "state":
+            head, _ = load_model(paths["state_head"] or hub.pretrained_checkpoint(f"{env}/state_head"),
+                                 expected_kind="state_head")
+            model.objective = StateReward(head.eval(), hub.ENVS[env])
+        else:
+            model.objective = EnvGoalImage(hub.ENVS[env], model)
+        return model
+
+    def default_objective(self):
+        """What ``Planner(model)`` minimises when given no objective (``from_pretrained`` sets it)."""
+        if self.objective is None:
+            raise ValueError("this UVAWorldModel has no objective: pass objective=... to the Planner, or build "
+                             "it with UVAWorldModel.from_pretrained(env, objective='state' | 'goal_image')")
+        return self.objective
+
     def reset(self) -> None:
         """Re-seed the sampling generator (the Planner calls this at each episode start)."""
         self.generator = torch.Generator().manual_seed(self.seed)
+        if callable(getattr(self.proposer, "reset", None)):
+            self.proposer.reset()
 
     # -- observations -> context --
 
@@ -203,9 +283,13 @@ class UVAWorldModel:
         latents = self.encode(np.stack([history[i]["image"] for i in steps]))
         row = {step: k for k, step in enumerate(steps)}
         agent = np.stack([np.asarray(obs["agent_pos"], dtype=np.float64) for obs in history])
+        task = targets = None
+        if "task" in history[-1]:  # BlockPush: the named assignment and where the targets are
+            task = int(history[-1]["task"])
+            targets = np.asarray(history[-1]["state"], dtype=np.float64)[8:12].reshape(2, 2)
         return LatentContext(latents=latents[[row[i] for i in frame_steps]][None],
                              recent_latents=latents[[row[self.n_history - 2], row[self.n_history - 1]]][None],
-                             agent_pos_history=agent, agent_pos=agent[-1])
+                             agent_pos_history=agent, agent_pos=agent[-1], task=task, targets=targets)
 
     # -- the protocols --
 
@@ -215,7 +299,10 @@ class UVAWorldModel:
         return torch.from_numpy(np.tile(here, (horizon, 1))).float()
 
     def sample(self, context: LatentContext, n: int) -> Tensor:
-        """n chunks (n, H, A) from UVA as a policy: one transformer pass, n action-head draws."""
+        """n chunks (n, H, A): from ``proposer`` when set (e.g. DP-C), else from UVA as a policy
+        (one transformer pass, n action-head draws)."""
+        if self.proposer is not None:
+            return self.proposer.sample(context, n)
         with torch.inference_mode():
             return self.uva.sample_actions({"latents": context.latents}, n, generator=self.generator).clamp(-1, 1)
 
@@ -236,7 +323,8 @@ class UVAWorldModel:
                 chunk = actions[start: start + size].float()
                 history = context.latents.expand(len(chunk), *context.latents.shape[1:])
                 out.append(self.uva.forward_dynamics({"latents": history}, chunk, n_steps=self.n_video_steps,
-                                                     generator=self.generator, temperature=self.temperature))
+                                                     generator=self.generator, temperature=self.temperature,
+                                                     head_steps=self.video_head_steps))
         return Rollout(actions=actions, latents=torch.cat(out), context=context)
 
     def decode(self, latents: Tensor) -> np.ndarray:

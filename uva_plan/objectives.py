@@ -279,3 +279,77 @@ class GoalImage:
         goal, weights = self.goal.to(latents), self.weights.to(latents)
         squared = (latents - goal).square().mean(dim=2)  # (N, F, h, w)
         return (squared * weights).sum(dim=(2, 3)).mean(dim=1)
+
+
+# -- goal frames rendered from the task -----------------------------------------------------------
+GOAL_PUSHER = (40.0, 40.0)  # px: where the goal frame draws the pusher (a corner, out of the way)
+
+
+def goal_state(env_id: str, task: int | None = None, targets=None, pusher=GOAL_PUSHER) -> np.ndarray:
+    """The physical state (P,) of the task solved: the T on its goal pose (Push-T), or the named
+    block on the named target and the other block on the other target (BlockPush), both at
+    yaw 0, velocities 0, the pusher at ``pusher``."""
+    from uva_plan.models.state_head import env_name
+
+    env = env_name(env_id)
+    pusher = np.asarray(pusher, dtype=np.float64)
+    if env == "pusht":
+        state = np.zeros(pusht.STATE_DIM)
+        state[0:2] = pusher
+        state[4:6] = pusht.cog_from_origin(*pusht.GOAL_POSE)  # the physical state holds the CoG
+        state[6] = pusht.GOAL_POSE[2]
+        state[10:13] = pusht.GOAL_POSE
+        return state
+    if task is None or not 0 <= int(task) <= 3:
+        raise ValueError(f"a BlockPush goal needs a named task 0..3, got {task=}")
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.shape != (2, 2) or not np.isfinite(targets).all():
+        raise ValueError(f"targets must be finite (2, 2) target centres in px, got {targets!r}")
+    block, target = divmod(int(task), 2)
+    state = np.zeros(bp.STATE_DIM)
+    state[0:2] = pusher
+    state[4 + 6 * block:6 + 6 * block] = targets[target]
+    state[4 + 6 * (1 - block):6 + 6 * (1 - block)] = targets[1 - target]
+    state[16:20] = targets.ravel()
+    state[24] = task
+    return state
+
+
+class EnvGoalImage(GoalImage):
+    """``GoalImage`` whose goal frame is rendered from the task itself (``goal_state``): the
+    fixed Push-T goal, or for BlockPush the episode's named task and targets, read from the
+    rollout's context (``task``, ``targets``), so one objective serves every episode.
+
+    Args:
+        env_id: the env; world_model: anything with ``encode(uint8 (B, S, S, 3)) -> latents``
+            and ``image_size`` (a ``UVAWorldModel``); token_weights, frames: as ``GoalImage``.
+    """
+
+    def __init__(self, env_id: str, world_model, token_weights: Tensor | None = None, frames=(-1,)):
+        from uva_plan.models.state_head import env_name
+
+        self.env_id, self.env, self.world_model = env_id, env_name(env_id), world_model
+        self._cache: dict = {}
+        super().__init__(self._goal_latents(None, None), token_weights, frames)
+
+    def _goal_latents(self, task, targets) -> Tensor:
+        env_cls = pusht.PushTEnv if self.env == "pusht" else bp.BlockPushEnv
+        if self.env == "pusht":
+            key = "pusht"
+        elif task is None:  # placeholder until a context names the task
+            return self._goal_latents(0, np.array([[128.0, 256.0], [384.0, 256.0]]))
+        else:
+            key = (int(task), *np.round(np.asarray(targets, dtype=np.float64).ravel(), 6))
+        if key not in self._cache:
+            frame = env_cls.render_states(goal_state(self.env_id, task, targets)[None], self.world_model.image_size)
+            self._cache[key] = self.world_model.encode(frame)[0].float()
+        return self._cache[key]
+
+    def cost(self, rollout: Rollout) -> Tensor:
+        if self.env == "blockpush":
+            task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
+            if task is None or int(task) < 0 or targets is None:
+                raise ValueError("EnvGoalImage on BlockPush needs a context with a named task (0..3) and "
+                                 "targets: reset the env with options={'task': 0..3}")
+            self.goal = self._goal_latents(task, targets)
+        return super().cost(rollout)

@@ -59,23 +59,53 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
         result = getattr(planner, "last_result", None)
         if result is not None:
             evaluations.append(int(result.info.get("n_evaluations", 0)))
+        imagined = _imagine(planner) if record_frames else None
         observe = getattr(planner, "observe", None)
         for k, action in enumerate(chunk):
             obs, reward, terminated, truncated, info = env.step(action)
             steps += 1
             ever_success |= bool(info.get("is_success", False))
             if record_frames:
-                frames.append(obs["image"])
+                frames.append(obs["image"] if imagined is None else
+                              _side_by_side(obs["image"], imagined[min(k // planner.model.stride, len(imagined) - 1)]))
             done = terminated or truncated
             if done:
                 break
             if observe is not None and k < len(chunk) - 1:  # the last obs goes to plan()
                 observe(obs)
+    if record_frames and len(frames) > 1 and frames[1].shape != frames[0].shape:  # imagined beside real
+        frames[0] = _side_by_side(frames[0], np.full_like(frames[0], 255))
     metrics = _episode_metrics(info, steps, ever_success)
     metrics.update(seed=seed, n_plans=len(plan_ms), ms_per_plan=float(np.mean(plan_ms)))
     if evaluations:
         metrics["evaluations_per_plan"] = float(np.mean(evaluations))
     return metrics, frames
+
+
+def _imagine(planner) -> np.ndarray | None:
+    """UVA's imagined frames (T, S, S, 3) of the plan just chosen, when the planner's model
+    imagines video (has ``decode``); None otherwise. The model's sampling generator is put back
+    afterwards, so recording a GIF does not change the episode."""
+    model, result = getattr(planner, "model", None), getattr(planner, "last_result", None)
+    if result is None or not callable(getattr(model, "decode", None)) or not hasattr(model, "generator"):
+        return None
+    state = model.generator.get_state()
+    try:
+        context = model.context(list(planner.history))
+        latents = model.rollout(context, result.actions[None].to(context.device)).latents[0]
+        return model.decode(latents)
+    finally:
+        model.generator.set_state(state)
+
+
+def _side_by_side(real: np.ndarray, imagined: np.ndarray) -> np.ndarray:
+    """[real | imagined] with the imagined frame scaled (nearest) to the real frame's size."""
+    if imagined.shape[0] != real.shape[0]:
+        rows = np.arange(real.shape[0]) * imagined.shape[0] // real.shape[0]
+        cols = np.arange(real.shape[1]) * imagined.shape[1] // real.shape[1]
+        imagined = imagined[rows][:, cols]
+    gap = np.full((real.shape[0], 2, 3), 255, dtype=np.uint8)
+    return np.concatenate([real, gap, imagined], axis=1)
 
 
 def summarize(episodes: list[dict]) -> dict:

@@ -327,26 +327,28 @@ class UVA(nn.Module):
     @torch.no_grad()
     def forward_dynamics(self, context: dict, actions: Tensor, decode_fn: Callable | None = None,
                          n_steps: int | None = None, generator: torch.Generator | None = None,
-                         temperature: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+                         temperature: float = 1.0, head_steps: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Future latents (B, n_future, C, h, w) given history and actions (B, H, A), MaskGIT-style.
 
-        n_steps unmasking steps (default n_video_sample_steps; 1 = all tokens at once). With
-        decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the frames (B, n_future, ...).
+        n_steps unmasking steps (default n_video_sample_steps; 1 = all tokens at once), each
+        drawing the revealed tokens with head_steps DDIM steps of the video head (default its
+        config's). With decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the
+        frames (B, n_future, ...).
         """
         history = self._history(context)
         c = self.config
         if actions.shape != (history.shape[0], c.horizon, c.action_dim):
             raise ValueError(f"actions must be (B, {c.horizon}, {c.action_dim}) with B={history.shape[0]}, "
                              f"got {tuple(actions.shape)}")
-        latents = self._generate_video(history, actions, n_steps, generator, temperature)
+        latents = self._generate_video(history, actions, n_steps, generator, temperature, head_steps)
         return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
 
     @torch.no_grad()
     def predict_video(self, context: dict, decode_fn: Callable | None = None, n_steps: int | None = None,
-                      generator: torch.Generator | None = None,
-                      temperature: float = 1.0) -> Tensor | tuple[Tensor, Tensor]:
+                      generator: torch.Generator | None = None, temperature: float = 1.0,
+                      head_steps: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Future latents (B, n_future, C, h, w) from history alone (actions masked)."""
-        latents = self._generate_video(self._history(context), None, n_steps, generator, temperature)
+        latents = self._generate_video(self._history(context), None, n_steps, generator, temperature, head_steps)
         return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
 
     @torch.no_grad()
@@ -363,7 +365,8 @@ class UVA(nn.Module):
         return einops.rearrange(flat, "b (h a) -> b h a", a=self.config.action_dim)
 
     def _generate_video(self, history: Tensor, actions: Tensor | None, n_steps: int | None,
-                        generator: torch.Generator | None, temperature: float) -> Tensor:
+                        generator: torch.Generator | None, temperature: float,
+                        head_steps: int | None = None) -> Tensor:
         """MaskGIT-style unmasking (Chang et al. 2022) with MAR's cosine schedule.
 
         Each step runs the transformer and reveals the next spatial positions of a random
@@ -389,7 +392,8 @@ class UVA(nn.Module):
                 n_next = max(1, min(n_masked - 1, n_next))
             reveal = torch.zeros_like(mask).scatter_(1, order[:, N - n_masked: N - n_next], True)
             selected = einops.repeat(reveal, "b n -> b (t n)", t=c.n_future)
-            drawn = self.video_head.sample(z[selected], temperature=temperature, generator=generator)
+            drawn = self.video_head.sample(z[selected], n_steps=head_steps, temperature=temperature,
+                                           generator=generator)
             if c.video_target == "residual":  # back to absolute latents: the transformer's inputs are absolute
                 last = einops.repeat(history[:, -1], "b n p -> b (t n) p", t=c.n_future)
                 drawn = drawn / c.residual_scale + last[selected]

@@ -1,0 +1,185 @@
+"""The user-facing API on the shipped weights: ``UVA.from_pretrained``, ``Planner(uva)``, goal
+frames, imagined GIFs, the experiment reports and the guidance / ablation entry points."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import uva_plan
+from planners import BestOfN, Planner, make_optimizer
+from uva_plan.adapters import SimulatorDynamics, UVAWorldModel
+from uva_plan.envs import blockpush as bp
+from uva_plan.envs import pusht
+from uva_plan.objectives import EnvGoalImage, StateReward, goal_state
+from uva_plan.report import markdown_table, write_report
+from uva_plan.runner import run_episode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def pusht_model():
+    return UVAWorldModel.from_pretrained("pusht", seed=0)
+
+
+def test_top_level_exports():
+    from uva_plan import UVA
+
+    assert UVA is UVAWorldModel and uva_plan.Planner is Planner
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        uva_plan.Nope  # noqa: B018
+
+
+def test_from_pretrained_planner_needs_no_other_argument(pusht_model):
+    assert isinstance(pusht_model.default_objective(), StateReward)
+    planner = Planner(pusht_model, optimizer=BestOfN(n_samples=8))
+    env = gym.make("uva_plan/PushT-v0")
+    obs, _ = env.reset(seed=0)
+    actions = planner.plan(obs)
+    assert actions.shape == (8, 2) and np.isfinite(actions).all()
+    assert (actions >= pusht_model.action_low).all() and (actions <= pusht_model.action_high).all()
+    assert planner.last_result.info["n_evaluations"] == 8
+    # Same seed, same plan: the model's and the proposer's generators restart with reset().
+    planner.reset()
+    again = planner.plan(obs)
+    np.testing.assert_array_equal(actions, again)
+
+
+def test_from_pretrained_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="env must be one of"):
+        UVAWorldModel.from_pretrained("cartpole")
+    with pytest.raises(ValueError, match="proposer must be 'dpc' or 'uva'"):
+        UVAWorldModel.from_pretrained("pusht", proposer="random")
+    with pytest.raises(ValueError, match="objective must be 'state' or 'goal_image'"):
+        UVAWorldModel.from_pretrained("pusht", objective="reward")
+    with pytest.raises(ValueError, match="checkpoints keys must be among"):
+        UVAWorldModel.from_pretrained("pusht", checkpoints={"policy": "x"})
+    with pytest.raises(ValueError, match="video_head_steps must be an int >= 2"):
+        UVAWorldModel.from_pretrained("pusht", video_head_steps=1)
+
+
+def test_world_model_without_objective_says_what_to_pass(pusht_model):
+    bare = UVAWorldModel(pusht_model.uva, pusht_model.vae, pusht_model.normalizer)
+    with pytest.raises(ValueError, match="has no objective"):
+        Planner(bare)
+
+
+def test_goal_states_put_objects_on_their_goals():
+    state = goal_state("uva_plan/PushT-v0")
+    np.testing.assert_allclose(pusht.block_poses(state[None])[0], pusht.GOAL_POSE, atol=1e-9)
+    targets = np.array([[150.0, 300.0], [350.0, 200.0]])
+    for task in range(4):
+        state = goal_state("uva_plan/BlockPush-v0", task, targets)
+        block, target = divmod(task, 2)
+        assert bp.in_target(state[None])[0, block, target] and bp.in_target(state[None])[0, 1 - block, 1 - target]
+    with pytest.raises(ValueError, match="named task 0..3"):
+        goal_state("uva_plan/BlockPush-v0", -1, targets)
+    with pytest.raises(ValueError, match="targets must be finite"):
+        goal_state("uva_plan/BlockPush-v0", 0, np.zeros(3))
+
+
+def test_env_goal_image_is_zero_at_the_goal_and_follows_the_task(pusht_model):
+    from planners import Rollout
+
+    objective = EnvGoalImage("uva_plan/PushT-v0", pusht_model)
+    goal = pusht_model.encode(pusht.PushTEnv.render_states(goal_state("uva_plan/PushT-v0")[None], 64))
+    start = pusht_model.encode(pusht.PushTEnv.render_states(np.array([[40, 40, 0, 0, 100, 400, 0.3, 0, 0, 0,
+                                                                       *pusht.GOAL_POSE, 0]]), 64))
+    latents = torch.stack([goal, start])  # (2, 1, C, h, w): the goal, and a T far from it
+    costs = objective.cost(Rollout(actions=torch.zeros(2, 16, 2), latents=latents))
+    assert costs[0].item() == pytest.approx(0.0, abs=1e-6) and costs[1] > 0.1
+    block = EnvGoalImage("uva_plan/BlockPush-v0", pusht_model)  # any encoder of 64 x 64 frames
+    targets = np.array([[150.0, 300.0], [350.0, 200.0]])
+    frames = bp.BlockPushEnv.render_states(np.stack([goal_state("uva_plan/BlockPush-v0", t, targets)
+                                                     for t in (0, 1)]), 64)
+    latents = pusht_model.encode(frames)[:, None]
+    for task in (0, 1):
+        context = {"task": task, "targets": targets}
+        costs = block.cost(Rollout(actions=torch.zeros(2, 16, 2), latents=latents, context=context))
+        assert costs[task].item() == pytest.approx(0.0, abs=1e-6) and costs[1 - task] > 0
+    with pytest.raises(ValueError, match="named task"):
+        block.cost(Rollout(actions=torch.zeros(2, 16, 2), latents=latents, context={"task": -1, "targets": targets}))
+
+
+def test_blockpush_context_carries_task_and_targets():
+    model = UVAWorldModel.from_pretrained("blockpush", objective="goal_image", seed=0)
+    env = gym.make("uva_plan/BlockPush-v0")
+    obs, _ = env.reset(seed=3, options={"task": 2})
+    context = model.context([obs] * model.n_history)
+    assert context.task == 2
+    np.testing.assert_array_equal(context.targets, obs["state"][8:12].reshape(2, 2))
+    planner = Planner(model, optimizer=BestOfN(n_samples=4), n_action_steps=6)
+    assert planner.plan(obs).shape == (6, 2)
+
+
+def test_gif_shows_imagined_frames_beside_real_ones(pusht_model):
+    env = gym.make("uva_plan/PushT-v0", render_size=64, max_episode_steps=10)
+    planner = Planner(pusht_model, optimizer=BestOfN(n_samples=4))
+    metrics, frames = run_episode(env, planner, seed=0, record_frames=True)
+    assert len(frames) == metrics["steps"] + 1 == 11
+    assert all(f.shape == (64, 64 + 2 + 64, 3) for f in frames)
+    imagined = np.array(frames)[1:, :, 66:]
+    assert imagined.std() > 5  # decoded frames, not blank
+    # Recording does not change the episode: the same seed without frames plans the same actions.
+    metrics_again, _ = run_episode(env, planner, seed=0, record_frames=False)
+    assert metrics_again["steps"] == metrics["steps"] and metrics_again["max_coverage"] == metrics["max_coverage"]
+
+
+def test_simulator_context_keeps_frames_for_dpc():
+    sim = SimulatorDynamics("uva_plan/PushT-v0", n_history=2)
+    env = uva_plan.adapters.PrivilegedState(gym.make("uva_plan/PushT-v0"))
+    obs, _ = env.reset(seed=0)
+    context = sim.context([obs, obs])
+    assert context.frames.shape == (2, 64, 64, 3) and context.agent_pos_history.shape == (2, 2)
+    with pytest.raises(ValueError, match="n_history must be an int >= 1"):
+        SimulatorDynamics("uva_plan/PushT-v0", n_history=0)
+
+
+def test_make_optimizer_budgets():
+    for name in ("best_of_n", "cem", "mppi", "icem"):
+        assert make_optimizer(name, 32).n_proposals >= 16
+    with pytest.raises(ValueError, match="planner must be one of"):
+        make_optimizer("adam", 32)
+    with pytest.raises(ValueError, match="n_samples must be an int >= 4"):
+        make_optimizer("cem", 2)
+
+
+def test_write_report_writes_json_markdown_and_plot(tmp_path):
+    rows = [{"row": "a", "success": 0.5, "success_wilson95": [0.3, 0.7], "ms": 12.0},
+            {"row": "b", "success": 0.1, "success_wilson95": [0.02, 0.4], "ms": 3.5}]
+    paths = write_report(tmp_path, "x", "title", rows, ["row", "success", "ms"], {"seed": 0},
+                         plot_label="row", plot_rate="success")
+    data = json.loads(paths["json"].read_text())
+    assert data["rows"] == rows and data["config"] == {"seed": 0} and data["git_revision"]
+    assert "0.500 [0.300, 0.700]" in paths["md"].read_text()
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert markdown_table(rows, ["row"]).count("\n") == 4
+
+
+def _run_example(name: str, argv: list[str]):
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        module = __import__(name)
+        return module.main(argv)
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+
+
+@pytest.mark.slow
+def test_guidance_rows_run_and_resume(tmp_path):
+    argv = ["--rows", "dpc", "dpc+uva:n8", "--trials-per-task", "1", "--max-steps", "12", "--out", str(tmp_path)]
+    rows = _run_example("blockpush_guidance", argv)
+    assert [r["row"] for r in rows] == ["dpc", "dpc+uva:n8"]
+    assert all(r["episodes"] == 4 and 0 <= r["task_success"] <= 1 for r in rows)
+    assert rows[1]["evaluations_per_plan"] == 8
+    written = (tmp_path / "rows" / "dpc_uva_n8" / "results.json").stat().st_mtime_ns
+    _run_example("blockpush_guidance", argv)  # finished rows are not rerun
+    assert (tmp_path / "rows" / "dpc_uva_n8" / "results.json").stat().st_mtime_ns == written
+    assert (tmp_path / "guidance.md").exists() and (tmp_path / "guidance.png").exists()
