@@ -290,7 +290,83 @@ def cases(tmp: Path) -> list[Case]:
     add("UVA.compute_loss", "mode 'foo'", lambda: uva.compute_loss({}, mode="foo"), "mode")
     add("UVA.action_head.sample", "n_steps 1", lambda: uva.action_head.sample(torch.zeros(1, 32), n_steps=1),
         "n_steps")
+    shipped_cases(add)
     return out
+
+
+def shipped_cases(add) -> None:
+    """The entry points that load and use the shipped weights (uva_plan/pretrained/)."""
+    from planners import make_optimizer
+    from uva_plan import hub
+    from uva_plan.adapters import DPCProposer, UVAWorldModel
+    from uva_plan.checkpoint import load_model
+    from uva_plan.models.dpc import DPCConfig
+    from uva_plan.models.state_head import StateHeadConfig
+    from uva_plan.objectives import EnvGoalImage, GoalImage, StateReward, goal_state
+
+    add("UVA.from_pretrained", "env 'cartpole'", lambda: UVAWorldModel.from_pretrained("cartpole"), "cartpole")
+    add("UVA.from_pretrained", "proposer 'random'", lambda: UVAWorldModel.from_pretrained(
+        "pusht", proposer="random"), "proposer")
+    add("UVA.from_pretrained", "objective 'reward'", lambda: UVAWorldModel.from_pretrained(
+        "pusht", objective="reward"), "objective")
+    add("UVA.from_pretrained", "checkpoints key 'policy'", lambda: UVAWorldModel.from_pretrained(
+        "pusht", checkpoints={"policy": "x"}), "policy")
+    add("UVA.from_pretrained", "UVA checkpoint of the other env", lambda: UVAWorldModel.from_pretrained(
+        "pusht", checkpoints={"uva": hub.pretrained_checkpoint("blockpush/uva")}), "BlockPush")
+    add("UVA.from_pretrained", "video_head_steps 1", lambda: UVAWorldModel.from_pretrained(
+        "pusht", video_head_steps=1), "video_head_steps")
+    add("UVA.from_pretrained", "n_video_steps 99", lambda: UVAWorldModel.from_pretrained(
+        "pusht", n_video_steps=99), "n_video_steps")
+    add("UVA.from_pretrained", "temperature 0", lambda: UVAWorldModel.from_pretrained(
+        "pusht", temperature=0.0), "temperature")
+    add("hub.pretrained_checkpoint", "entry 'pusht/policy'", lambda: hub.pretrained_checkpoint("pusht/policy"),
+        "pusht/policy")
+    add("hub.export", "a DP-C checkpoint as pusht/uva", lambda: hub.export(
+        "pusht/uva", hub.pretrained_checkpoint("pusht/dpc"), root=Path(tempfile.mkdtemp())), "dpc")
+    add("load_model", "DP-C checkpoint where a UVA is expected", lambda: load_model(
+        hub.pretrained_checkpoint("pusht/dpc"), expected_kind="uva"), "uva", "dpc")
+    add("load_model", "Push-T UVA where BlockPush is expected", lambda: load_model(
+        hub.pretrained_checkpoint("pusht/uva"), expected_kind="uva", expected_env_id="uva_plan/BlockPush-v0"),
+        "BlockPush", "PushT")
+    model = UVAWorldModel.from_pretrained("pusht")
+    obs = {"image": np.zeros((64, 64, 3), np.uint8), "agent_pos": np.array([100.0, 100.0])}
+    context = model.context([obs] * model.n_history)
+    add("UVAWorldModel.context", "history of 3 observations", lambda: model.context([obs] * 3), "history", "13")
+    add("UVAWorldModel.context", "observation without agent_pos", lambda: model.context(
+        [{"image": obs["image"]}] * model.n_history), "agent_pos")
+    add("UVAWorldModel.encode", "96 x 96 frames", lambda: model.encode(np.zeros((1, 96, 96, 3), np.uint8)),
+        "images", "64")
+    add("UVAWorldModel.encode", "float frames", lambda: model.encode(np.zeros((1, 64, 64, 3))), "uint8")
+    add("UVAWorldModel.rollout", "actions (2, 8, 2)", lambda: model.rollout(context, torch.zeros(2, 8, 2)),
+        "actions")
+    add("Planner.plan", "observation without image", lambda: Planner(model, BestOfN(n_samples=4)).plan(
+        {"agent_pos": np.zeros(2)}), "image")
+    add("DPCProposer.sample", "n 0", lambda: model.proposer.sample(context, 0), "n")
+    add("DPCProposer.sample", "context without agent_pos_history", lambda: model.proposer.sample(
+        {"latents": context.latents}, 4), "agent_pos_history")
+    add("DPCProposer()", "only action_low", lambda: DPCProposer(model.proposer.dpc, model.proposer.normalizers,
+                                                               action_low=(0, 0)), "action_low")
+    add("DPCConfig", "n_sample_steps 1", lambda: DPCConfig(n_sample_steps=1), "n_sample_steps")
+    add("StateHeadConfig", "env 'cartpole'", lambda: StateHeadConfig(env="cartpole"), "cartpole")
+    head = model.objective.state_head
+    add("StateHead.predict", "latents (2, 4, 4, 4)", lambda: head.predict(torch.zeros(2, 4, 4, 4)), "latents")
+    add("StateReward()", "head of the other env", lambda: StateReward(head, "uva_plan/BlockPush-v0"), "pusht")
+    add("StateReward()", "frames ()", lambda: StateReward(head, "uva_plan/PushT-v0", frames=()), "frames")
+    add("StateReward.cost", "rollout without latents", lambda: model.objective.cost(
+        Rollout(actions=torch.zeros(2, 16, 2))), "latents")
+    add("GoalImage()", "goal latents with NaN", lambda: GoalImage(torch.full((4, 8, 8), math.nan)), "goal_latents")
+    add("GoalImage()", "token_weights all zero", lambda: GoalImage(torch.zeros(4, 8, 8), torch.zeros(8, 8)),
+        "token_weights")
+    add("EnvGoalImage.cost", "BlockPush context without a task", lambda: EnvGoalImage(
+        "uva_plan/BlockPush-v0", model).cost(Rollout(actions=torch.zeros(1, 16, 2),
+                                                     latents=torch.zeros(1, 4, 4, 8, 8), context={})), "task")
+    add("goal_state", "BlockPush task -1", lambda: goal_state("uva_plan/BlockPush-v0", -1, np.zeros((2, 2))),
+        "task")
+    add("goal_state", "targets (3,)", lambda: goal_state("uva_plan/BlockPush-v0", 0, np.zeros(3)), "targets")
+    add("make_optimizer", "planner 'adam'", lambda: make_optimizer("adam", 32), "adam")
+    add("make_optimizer", "n_samples 2", lambda: make_optimizer("cem", 2), "n_samples")
+    add("SimulatorDynamics()", "n_history 0", lambda: SimulatorDynamics("uva_plan/PushT-v0", n_history=0),
+        "n_history")
 
 
 def run_case(case: Case) -> dict:

@@ -1,6 +1,7 @@
 """Soak check: many consecutive ``Planner.plan`` calls must not grow memory.
 
     python benchmarks/soak.py [--n-calls 1000] [--warmup 100] [--out outputs/bench/soak.json]
+    python benchmarks/soak.py --dynamics uva --n-samples 8 --n-action-steps 8   # the shipped UVA
 
 A small CEM over ``SimulatorDynamics`` on Push-T (``PrivilegedState`` env), stepping the env
 with each returned chunk and resetting when an episode ends. RSS (VmRSS) is read before the
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 import uva_plan.envs  # noqa: F401  (registers the envs)
-from planners import CEM, Planner
+from planners import CEM, BestOfN, Planner
 from uva_plan.adapters import PrivilegedState, SimulatorDynamics
 from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.objectives import PushTSimObjective
@@ -49,8 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n-iterations", type=int, default=2)
     parser.add_argument("--horizon", type=int, default=4)
     parser.add_argument("--n-action-steps", type=int, default=2)
-    parser.add_argument("--out", default="outputs/bench/soak.json")
+    parser.add_argument("--dynamics", default="simulator", choices=["simulator", "uva"],
+                        help="uva: the shipped UVA (DP-C proposals, state head) with a best-of-n_samples "
+                             "planner, full horizon, 64 x 64 frames")
+    parser.add_argument("--out", default=None, help="default outputs/bench/soak[_uva].json")
     args = parser.parse_args(argv)
+    args.out = args.out or f"outputs/bench/soak{'_uva' if args.dynamics == 'uva' else ''}.json"
     if args.n_calls < 1 or not 0 <= args.warmup < args.n_calls:
         parser.error(f"need n_calls >= 1 and 0 <= warmup < n_calls, got {args.n_calls=}, {args.warmup=}")
     return args
@@ -60,10 +65,21 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(1)
     revision = git_revision()
-    env = PrivilegedState(gym.make(ENV_ID, render_size=16))
-    optimizer = CEM(n_samples=args.n_samples, n_elites=2, n_iterations=args.n_iterations, seed=0)
-    planner = Planner(SimulatorDynamics(ENV_ID), optimizer, objective=PushTSimObjective(),
-                      horizon=args.horizon, n_action_steps=args.n_action_steps)
+    if args.dynamics == "uva":
+        from uva_plan import UVA
+
+        env = gym.make(ENV_ID, render_size=64)
+        optimizer = BestOfN(n_samples=args.n_samples, seed=0)
+        planner = Planner(UVA.from_pretrained("pusht"), optimizer, n_action_steps=args.n_action_steps)
+        args.horizon = planner.horizon
+        kind = {"kind": "BestOfN over UVA (DP-C proposals, state head)", "n_samples": args.n_samples}
+    else:
+        env = PrivilegedState(gym.make(ENV_ID, render_size=16))
+        optimizer = CEM(n_samples=args.n_samples, n_elites=2, n_iterations=args.n_iterations, seed=0)
+        planner = Planner(SimulatorDynamics(ENV_ID), optimizer, objective=PushTSimObjective(),
+                          horizon=args.horizon, n_action_steps=args.n_action_steps)
+        kind = {"kind": "CEM over SimulatorDynamics", "n_samples": args.n_samples, "n_elites": 2,
+                "n_iterations": args.n_iterations}
     obs, _ = env.reset(seed=0)
     planner.reset()
     n_episodes, episode_seed = 1, 0
@@ -92,14 +108,13 @@ def main(argv=None) -> dict:
     growth = samples["after_all"] - samples["after_warmup"]
     result = {
         "git_revision": revision, "env_id": ENV_ID, "n_calls": args.n_calls, "warmup": args.warmup,
-        "n_episodes": n_episodes, "optimizer": {"kind": "CEM", "n_samples": args.n_samples,
-                                                "n_elites": 2, "n_iterations": args.n_iterations},
+        "n_episodes": n_episodes, "optimizer": kind, "dynamics": args.dynamics,
         "horizon": args.horizon, "n_action_steps": args.n_action_steps, "seconds": seconds,
         "ms_per_call": 1000 * seconds / args.n_calls,
         "rss_mib": samples, "rss_growth_after_warmup_mib": growth,
         "tracemalloc_current_mib": traced_current / 2**20, "tracemalloc_peak_mib": traced_peak / 2**20,
     }
-    table = Table(title=f"Soak: {args.n_calls} Planner.plan calls (CEM over SimulatorDynamics, Push-T)")
+    table = Table(title=f"Soak: {args.n_calls} Planner.plan calls ({kind['kind']}, Push-T)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name, value in samples.items():

@@ -66,7 +66,11 @@ class SimulatorDynamics:
         if isinstance(n_history, bool) or not isinstance(n_history, int) or n_history < 1:
             raise ValueError(f"n_history must be an int >= 1, got {n_history=}")
         self.env_id, self.n_history = env_id, n_history
-        self.env = gym.make(env_id, render_mode=None, **(env_kwargs or {})).unwrapped
+        try:
+            self.env = gym.make(env_id, render_mode=None, **(env_kwargs or {})).unwrapped
+        except gym.error.Error as error:
+            ours = sorted(k for k in gym.registry if k.startswith("uva_plan/"))
+            raise ValueError(f"env_id {env_id!r} is not a registered environment ({error}); ours: {ours}") from error
         self.physical_dim = self.env.physical_dim
         self.action_low = np.zeros(2)
         self.action_high = np.full(2, WORKSPACE)

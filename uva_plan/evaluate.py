@@ -91,7 +91,7 @@ def eval_vae(model: UVAWorldModel, frames: np.ndarray, batch: int = 64) -> dict:
 
 
 def eval_dynamics(model: UVAWorldModel, windows: dict, n_steps: int | None, temperature: float,
-                  batch: int, seed: int) -> dict:
+                  batch: int, seed: int, head_steps: int | None = None) -> dict:
     n_hist = model.n_frames
     hist, future = windows["latents"][:, :n_hist], windows["latents"][:, n_hist:]
     true_frames = windows["frames"][:, n_hist:]
@@ -102,12 +102,14 @@ def eval_dynamics(model: UVAWorldModel, windows: dict, n_steps: int | None, temp
         for i in range(0, len(hist), batch):
             ctx = {"latents": hist[i: i + batch]}
             preds["forward_dynamics"].append(uva.forward_dynamics(
-                ctx, windows["actions"][i: i + batch], n_steps=n_steps, generator=generator, temperature=temperature))
+                ctx, windows["actions"][i: i + batch], n_steps=n_steps, generator=generator, temperature=temperature,
+                head_steps=head_steps))
             preds["video_prediction"].append(uva.predict_video(
-                ctx, n_steps=n_steps, generator=generator, temperature=temperature))
+                ctx, n_steps=n_steps, generator=generator, temperature=temperature, head_steps=head_steps))
     preds = {k: torch.cat(v) for k, v in preds.items()}
     preds["copy_last_frame"] = hist[:, -1:].expand_as(future)
-    out = {"n_windows": len(hist), "n_steps": n_steps or uva.config.n_video_sample_steps, "temperature": temperature}
+    out = {"n_windows": len(hist), "n_steps": n_steps or uva.config.n_video_sample_steps, "temperature": temperature,
+           "head_steps": head_steps or uva.video_head.config.n_sample_steps}
     last_real = np.repeat(windows["frames"][:, n_hist - 1: n_hist], true_frames.shape[1], axis=1)
     for name, pred in preds.items():
         mse = (pred - future).square().mean(dim=(2, 3, 4))  # (B, T)
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--store", required=True, help="the episode store the UVA was trained on")
     parser.add_argument("--n-windows", type=int, default=256)
     parser.add_argument("--n-steps", type=int, default=None, help="video unmasking steps (default: config)")
+    parser.add_argument("--head-steps", type=int, default=None, help="video-head DDIM steps (default: config)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips them)")
     parser.add_argument("--episode-seed", type=int, default=100_000, help="first seed of the policy episodes")
@@ -248,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
                 (f"foreground PSNR (dB, {100 * r['foreground_fraction']:.1f}% of pixels)",
                  f"{r['foreground_psnr_db']:.2f}")])
     if "dynamics" not in args.skip:
-        r, preds = eval_dynamics(model, windows, args.n_steps, args.temperature, args.batch, args.seed)
+        r, preds = eval_dynamics(model, windows, args.n_steps, args.temperature, args.batch, args.seed,
+                                    args.head_steps)
         result["dynamics"] = r
         table = Table(title=f"Future frames on {r['n_windows']} held-out windows ({r['n_steps']} unmasking steps)")
         for col in ("prediction", "latent MSE", "x copy-last", "decoded PSNR (dB)", "PSNR per frame"):

@@ -1,0 +1,181 @@
+"""Speed of planning, inference and training on this CPU, each beside its baseline.
+
+    python benchmarks/bench_planning.py [--env pusht] [--threads 2] [--out outputs/bench/planning.json]
+
+Measured in one run, on the shipped weights (or --uva), from a real Push-T / BlockPush state:
+- ms per ``Planner.plan`` for BestOfN, CEM, MPPI, iCEM at N in {32, 100, 300} over UVA dynamics
+  (planning settings: 1 unmasking step, 4 video-head DDIM steps) and over the simulator;
+- the DP-C + UVA best-of-100 decision, planning settings against the model's defaults
+  (8 unmasking steps, 16 DDIM steps: what the paper samples video with), and MPPI 256 x 4;
+- UVA ``policy`` latency (video skipped) against a call that also imagines and decodes video;
+  forward-dynamics imagined chunks per second; DP-C latency for 100 candidates;
+- peak resident memory of the process after planning;
+- training throughput (samples/s) of UVA and DP-C on batches of the training shapes.
+Times are medians over --repeats calls after one warm-up call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from planners import MPPI, Planner, make_optimizer  # noqa: E402
+from uva_plan import hub  # noqa: E402
+from uva_plan.adapters import DPCProposer, PrivilegedState, SimulatorDynamics, UVAWorldModel  # noqa: E402
+from uva_plan.io import git_revision  # noqa: E402
+from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective  # noqa: E402
+from uva_plan.report import console, write_report  # noqa: E402
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def observation(env_id: str, seed: int, privileged: bool = False):
+    env = gym.make(env_id, render_size=64)
+    if privileged:
+        env = PrivilegedState(env)
+    options = {"task": 1} if "BlockPush" in env_id else None
+    obs, _ = env.reset(seed=seed, options=options)
+    for _ in range(12):  # a state in motion, with a full history
+        obs, *_ = env.step(obs["agent_pos"] + 15.0)
+    return obs
+
+
+def plan_ms(planner: Planner, obs: dict, repeats: int) -> float:
+    def call():
+        planner.reset()
+        planner.plan(obs)
+    return median_ms(call, repeats)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="pusht", choices=sorted(hub.ENVS))
+    parser.add_argument("--uva", default=None, help="UVA checkpoint (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 100, 300])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["planners", "training"])
+    parser.add_argument("--out", default="outputs/bench/planning")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    revision = git_revision()
+    env_id = hub.ENVS[args.env]
+    checkpoints = {"uva": args.uva} if args.uva else None
+    uva = UVAWorldModel.from_pretrained(args.env, checkpoints=checkpoints)
+    naive = UVAWorldModel.from_pretrained(args.env, checkpoints=checkpoints, n_video_steps=None,
+                                          video_head_steps=None)  # the model's own defaults
+    obs = observation(env_id, seed=0)
+    sim_obs = observation(env_id, seed=0, privileged=True)
+    rows = []
+
+    def add(name: str, ms: float, baseline: str | None = None, baseline_ms: float | None = None, **extra):
+        row = {"measure": name, "ms": ms, "baseline": baseline, "baseline_ms": baseline_ms,
+               "speedup": baseline_ms / ms if baseline_ms else None, **extra}
+        rows.append(row)
+        console.print(f"{name}: {ms:.1f} ms" + (f" (baseline {baseline}: {baseline_ms:.1f} ms)" if baseline_ms else ""))
+
+    # -- the guidance decision: DP-C proposes 100, UVA imagines them, the state head scores ----
+    fast_ms = plan_ms(Planner(uva, make_optimizer("best_of_n", 100), n_action_steps=8, warm_start=False),
+                      obs, args.repeats)
+
+    naive_ms = plan_ms(Planner(naive, make_optimizer("best_of_n", 100), n_action_steps=8, warm_start=False),
+                       obs, 1)
+    add("DP-C + UVA best-of-100 decision", fast_ms, "8 unmask x 16 DDIM steps", naive_ms)
+    mppi = Planner(uva, MPPI(n_samples=256, n_proposals=64, n_elites=26, n_iterations=4, temperature=0.3,
+                             init_std=0.1, min_std=0.02, max_std=0.5), n_action_steps=8, warm_start=False)
+    add("MPPI over UVA, 256 samples x 4 iterations", plan_ms(mppi, obs, args.repeats))
+
+    # -- UVA as a policy, and imagined video ----------------------------------------------------
+    context = uva.context([obs] * uva.n_history)
+    policy_ms = median_ms(lambda: uva.policy(context), max(args.repeats, 10))
+
+    def with_video():
+        chunk = uva.policy(context)
+        uva.decode(uva.rollout(context, chunk[None]).latents[0])
+    add("UVA policy chunk (video skipped), B=1", policy_ms, "policy + imagined, decoded video",
+        median_ms(with_video, max(args.repeats, 10)))
+    actions = uva.sample(context, 100)
+    fd_ms = median_ms(lambda: uva.rollout(context, actions), args.repeats)
+    naive_fd_ms = median_ms(lambda: naive.rollout(context, actions), 1)
+    add("UVA forward dynamics, 100 chunks", fd_ms, "8 unmask x 16 DDIM steps", naive_fd_ms,
+        chunks_per_s=100 / (fd_ms / 1000))
+    add("DP-C, 100 candidates", median_ms(lambda: uva.proposer.sample(context, 100), args.repeats))
+
+    # -- every planner at every size, over UVA and over the simulator -------------------------
+    if "planners" not in args.skip:
+        sim = SimulatorDynamics(env_id, n_history=2)
+        dpc_for_sim = DPCProposer.from_checkpoint(hub.pretrained_checkpoint(f"{args.env}/dpc"), vae=uva.vae,
+                                                  action_low=sim.action_low, action_high=sim.action_high)
+        sim_objective = PushTSimObjective() if args.env == "pusht" else BlockPushSimObjective()
+        for name in ("best_of_n", "cem", "mppi", "icem"):
+            for n in args.sizes:
+                over_uva = plan_ms(Planner(uva, make_optimizer(name, n), warm_start=False), obs, args.repeats)
+                over_sim = plan_ms(Planner(sim, make_optimizer(name, n), proposer=dpc_for_sim,
+                                           objective=sim_objective, warm_start=False), sim_obs, 1)
+                add(f"{name} N={n} over UVA", over_uva, "same over the simulator", over_sim)
+    peak = peak_rss_mib()
+    add("peak RSS after planning (MiB)", peak)
+
+    # -- training throughput --------------------------------------------------------------------
+    if "training" not in args.skip:
+        for label, module, batch in training_batches(uva):
+            optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+            def step(module=module, batch=batch, optimizer=optimizer):
+                loss = module.compute_loss(batch)[0]
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with torch.enable_grad():
+                module.train()
+                ms = median_ms(step, max(args.repeats, 5))
+                module.eval()
+            n = next(iter(batch.values())).shape[0]
+            add(f"{label} training step, batch {n}", ms, samples_per_s=n / (ms / 1000))
+
+    config = {**vars(args), "n_video_steps": uva.n_video_steps, "video_head_steps": uva.video_head_steps,
+              "torch": torch.__version__}
+    write_report(args.out, f"planning_{args.env}", f"Planning speed, {args.env}, {args.threads} threads", rows,
+                 ["measure", "ms", "baseline", "baseline_ms", "speedup"], config, revision=revision)
+    return {"rows": rows, "peak_rss_mib": peak}
+
+
+def training_batches(uva: UVAWorldModel):
+    """(label, module, batch) with the training shapes of UVA (B=32) and DP-C (B=64)."""
+    c = uva.uva.config
+    generator = torch.Generator().manual_seed(0)
+    uva_batch = {"latents": torch.randn(32, c.n_history + c.n_future, c.latent_channels, c.latent_size,
+                                        c.latent_size, generator=generator),
+                 "actions": torch.rand(32, c.horizon, c.action_dim, generator=generator) * 2 - 1}
+    yield "UVA", uva.uva, uva_batch
+    dpc = uva.proposer.dpc
+    d = dpc.config
+    dpc_batch = {"latents": torch.randn(64, d.n_obs_steps, d.latent_channels, d.latent_size, d.latent_size,
+                                        generator=generator),
+                 "agent_pos": torch.rand(64, d.n_obs_steps, 2, generator=generator) * 2 - 1,
+                 "actions": torch.rand(64, d.horizon, d.action_dim, generator=generator) * 2 - 1}
+    yield "DP-C", dpc, dpc_batch
+
+
+if __name__ == "__main__":
+    main()
