@@ -29,7 +29,7 @@ from uva_plan import UVA  # noqa: E402
 from uva_plan.report import print_table  # noqa: E402
 from uva_plan.runner import run_episodes  # noqa: E402
 
-@hydra.main(config_path="../configs", config_name="demo", version_base="1.3")
+@hydra.main(config_path="../configs/examples", config_name="demo", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

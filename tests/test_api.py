@@ -183,3 +183,19 @@ def test_guidance_rows_run_and_resume(tmp_path):
     _run_example("blockpush_guidance", argv)  # finished rows are not rerun
     assert (tmp_path / "rows" / "dpc_uva_n8" / "results.json").stat().st_mtime_ns == written
     assert (tmp_path / "guidance.md").exists() and (tmp_path / "guidance.png").exists()
+
+
+@pytest.mark.slow
+def test_ablation_multirun_ends_in_one_summary(tmp_path):
+    import subprocess
+
+    out = tmp_path / "ablate"
+    cmd = [sys.executable, str(ROOT / "examples" / "ablate_planners.py"), "--multirun",
+           "planner=best_of_n,cem", "objective=state", "n_samples=4", "n_episodes=1", "max_steps=9",
+           f"out_root={out}", "hydra.launcher.n_jobs=2"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(r["planner"] for r in summary["rows"]) == ["best_of_n", "cem"]
+    assert all(r["episodes"] == 1 and r["evaluations_per_plan"] > 0 for r in summary["rows"])
+    assert (out / "summary.md").exists() and (out / "summary.png").exists()

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 import uva_plan  # noqa: F401
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+EXAMPLES = CONFIGS / "examples"  # the examples' own primary configs (own directory: no group clashes)
 GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml"))
-          for group in CONFIGS.iterdir() if group.is_dir()}
+          for group in CONFIGS.iterdir() if group.is_dir() and group != EXAMPLES}
 PRIMARY = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 
@@ -32,6 +33,16 @@ def test_every_group_option_is_listed():
 def test_primary_configs_compose(hydra_ctx, name):
     cfg = compose(config_name=name, return_hydra_config=True)
     assert cfg is not None
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
+def test_example_configs_compose(name):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(EXAMPLES), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=["planner=cem", "objective=goal_image"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.planner == "cem" and cfg.objective == "goal_image"
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
