@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/dp_fidelity.py --restore-mode anchor
 	$(PY) benchmarks/bad_inputs.py
 	$(PY) benchmarks/soak.py --n-calls 1000
+	$(PY) benchmarks/soak.py --dynamics uva --n-samples 8 --n-action-steps 8 --n-calls 1000
+	$(PY) benchmarks/bench_planning.py --env pusht
+	$(PY) benchmarks/bench_planning.py --env blockpush --skip training
 
 # Collect the data and train every shipped model on this CPU, then export them (fp16) into
 # uva_plan/pretrained/. Each step resumes if killed; a finished step is skipped when rerun.

@@ -480,6 +480,18 @@ class DPCProposer:
         dpc, meta = load_model(path, expected_kind="dpc")
         return cls(dpc, meta["normalizers"], vae=vae, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, env: str, **kwargs) -> DPCProposer:
+        """The shipped DP-C of ``env`` ("pusht" or "blockpush") with the shipped VAE; keyword
+        arguments as the constructor (``action_low`` / ``action_high``, ``seed``)."""
+        from uva_plan import hub
+        from uva_plan.checkpoint import load_model
+
+        if env not in hub.ENVS:
+            raise ValueError(f"env must be one of {sorted(hub.ENVS)}, got {env!r}")
+        vae, _ = load_model(hub.pretrained_checkpoint("vae"), expected_kind="vae")
+        return cls.from_checkpoint(hub.pretrained_checkpoint(f"{env}/dpc"), vae=vae, **kwargs)
+
     def reset(self) -> None:
         device = next(self.dpc.parameters()).device
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
