@@ -9,6 +9,7 @@ Measured in one run, on the shipped weights (or --uva), from a real Push-T / Blo
   (8 unmasking steps, 16 DDIM steps: what the paper samples video with), and MPPI 256 x 4;
 - UVA ``policy`` latency (video skipped) against a call that also imagines and decodes video;
   forward-dynamics imagined chunks per second; DP-C latency for 100 candidates;
+- forward dynamics under bf16 autocast and on 1 thread, against float32 on --threads;
 - peak resident memory of the process after planning;
 - training throughput (samples/s) of UVA and DP-C on batches of the training shapes.
 Times are medians over --repeats calls after one warm-up call.
@@ -119,6 +120,15 @@ def main(argv: list[str] | None = None) -> dict:
     naive_fd_ms = median_ms(lambda: naive.rollout(context, actions), 1)
     add("UVA forward dynamics, 100 chunks", fd_ms, "8 unmask x 16 DDIM steps", naive_fd_ms,
         chunks_per_s=100 / (fd_ms / 1000))
+    def fd_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            uva.rollout(context, actions)
+    add("UVA forward dynamics, 100 chunks, bf16 autocast", median_ms(fd_bf16, args.repeats), "float32", fd_ms)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    one_thread_ms = median_ms(lambda: uva.rollout(context, actions), args.repeats)
+    torch.set_num_threads(threads)
+    add(f"UVA forward dynamics, 100 chunks, {threads} threads", fd_ms, "1 thread", one_thread_ms)
     add("DP-C, 100 candidates", median_ms(lambda: uva.proposer.sample(context, 100), args.repeats))
 
     # -- every planner at every size, over UVA and over the simulator -------------------------

@@ -23,7 +23,8 @@ def main(paths: list[str]) -> None:
     for path in paths:
         data = json.loads(Path(path).read_text())
         summary, config = data["summary"], data.get("config", {})
-        planner = config.get("planner", {}).get("_target_", "?").split(".")[-1]
+        planner = config.get("planner", "?")
+        planner = planner if isinstance(planner, str) else planner.get("_target_", "?").split(".")[-1]
         score = f"{summary['mean_score']:.3f}" if "mean_score" in summary else ""
         evals = summary.get("mean_evaluations_per_plan")
         evals = f"{evals:.0f}" if evals is not None else ""
