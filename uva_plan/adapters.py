@@ -214,7 +214,9 @@ class UVAWorldModel:
         uva_pusht/final"}`` (keys "uva", "dpc", "state_head"; the VAE stays the shipped one).
         Other keyword arguments go to the constructor (``n_video_steps``, ``video_head_steps``,
         ``temperature``, ``max_batch``, ``seed``). Defaults are the planning settings measured
-        in the README: every future token at once (1 unmasking step), 4 DDIM steps, T = 1.
+        in the README: every future token at once (1 unmasking step), 4 DDIM steps of the video
+        head, temperature 0.01 (near the mode: forward-dynamics error 0.65x copy-last-frame's on
+        held-out Push-T windows, against 0.89x at temperature 1).
         """
         from uva_plan import hub
         from uva_plan.checkpoint import load_model
@@ -232,7 +234,7 @@ class UVAWorldModel:
             raise ValueError(f"checkpoints keys must be among {hub.PARTS}, got {sorted(unknown)}")
         for part in hub.PARTS:
             paths.setdefault(part, None)
-        kwargs = {"n_video_steps": 1, "video_head_steps": 4, **kwargs}
+        kwargs = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01, **kwargs}
         if paths["uva"] is None:
             model = hub.load_world_model(env, **kwargs)
         else:
