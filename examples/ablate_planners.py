@@ -3,8 +3,8 @@
 A hydra multirun over planner x objective x budget (configs/examples/ablate.yaml), run in parallel by
 the joblib launcher (``hydra.launcher.n_jobs``; the submitit launcher takes the same config to a
 cluster). Each job plans ``n_episodes`` episodes and writes its results.json; when all are done
-``uva_plan.sweep.AblationSummary`` writes one summary table (JSON, markdown, PNG) into the
-sweep directory and prints it.
+``ablation_summary.AblationSummary`` (examples/ablation_summary.py) writes one summary table
+(JSON, markdown, PNG) into the sweep directory and prints it.
 """
 
 from __future__ import annotations

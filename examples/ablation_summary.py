@@ -1,4 +1,6 @@
-"""A hydra callback that ends a planner ablation (a multirun) in one summary table.
+"""A hydra callback that ends a planner ablation (a multirun) in one summary table. It lives
+beside ``ablate_planners.py`` (examples read hydra configs; the library takes plain arguments),
+and hydra imports it from there: the script's directory is on ``sys.path``.
 
 Each job of the sweep writes ``results.json`` (``runner.run_episodes``) into its own directory;
 when the multirun ends, ``AblationSummary`` reads them all and writes ``summary.json`` / ``.md``
