@@ -213,3 +213,23 @@ def test_demo_runs_with_its_config_and_writes_gif_and_results(tmp_path):
     assert results["summary"]["n_episodes"] == 1 and results["config"]["planner"] == "cem"
     assert (tmp_path / "episode_100000.gif").read_bytes()[:6] == b"GIF89a"
     assert "ms_per_plan" in done.stdout
+
+
+@pytest.mark.slow
+def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path):
+    from uva_plan.data.collect import main as collect
+
+    store = tmp_path / "pusht"
+    collect(["--env", "uva_plan/PushT-v0", "--expert", "random", "--n-episodes", "20", "--out", str(store),
+             "--seed", "0", "--max-steps", "40"])
+    out = tmp_path / "ranking"
+    result = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "2",
+                                                "--n-candidates", "10", "--threads", "1", "--out", str(out)])
+    rows = {r["objective"]: r for r in result["rows"]}
+    assert set(rows) == {"state_head", "goal_image"}
+    for row in rows.values():
+        assert row["states"] == 2 and -1 <= row["rho"] <= 1 and 0 <= row["top10_hit"] <= 1
+        assert row["regret"] >= 0 and row["sim_spread"] >= row["regret"]
+    saved = json.loads((out / "ranking_pusht.json").read_text())
+    assert saved["git_revision"] and len(saved["per_state"]["state_head"]) == 2
+    assert (out / "ranking_pusht.png").exists()

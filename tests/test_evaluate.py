@@ -57,7 +57,9 @@ def test_evaluate_dpc_and_state_head(vae_run, store, tmp_path):  # noqa: F811
                          f"out_dir={run}", "steps=2", "log_every=1", "val_every=2"]))
     result = main(["--uva", str(run / "final"), "--store", str(store), "--n-windows", "3", "--episodes", "0",
                    "--skip", "vae", "inverse", "latency", "--state-head", str(head / "final"),
+                   "--n-steps", "1", "--head-steps", "2", "--temperature", "0.01",
                    "--threads", "1", "--out", str(tmp_path / "e.json")])
+    assert (result["dynamics"]["n_steps"], result["dynamics"]["head_steps"]) == (1, 2)
     assert set(result["state_head"]) == {"n_windows", "real", "forward_dynamics", "copy_last_frame"}
     assert result["state_head"]["real"]["n_frames"] == 3 * 4
 
