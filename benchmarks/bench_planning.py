@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -32,18 +30,9 @@ from planners import MPPI, Planner, make_optimizer  # noqa: E402
 from uva_plan import hub  # noqa: E402
 from uva_plan.adapters import DPCProposer, PrivilegedState, SimulatorDynamics, UVAWorldModel  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
+from uva_plan.metrics import median_ms  # noqa: E402
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective  # noqa: E402
 from uva_plan.report import console, write_report  # noqa: E402
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
 
 
 def peak_rss_mib() -> float:

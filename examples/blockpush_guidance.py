@@ -80,14 +80,11 @@ def build(row: str, seed: int, uva_checkpoint: str | None):
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
     checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else None
     if row == "dpc":
-        vae, _ = hub_vae()
-        proposer = DPCProposer.from_checkpoint(hub.pretrained_checkpoint("blockpush/dpc"), vae=vae, seed=seed)
-        return DPCPolicy(proposer, n_action_steps=N_ACTION_STEPS)
+        return DPCPolicy(DPCProposer.from_pretrained("blockpush", seed=seed), n_action_steps=N_ACTION_STEPS)
     if row == "dpc+sim":
-        vae, _ = hub_vae()
         sim = SimulatorDynamics(ENV_ID, n_history=2)
-        proposer = DPCProposer.from_checkpoint(hub.pretrained_checkpoint("blockpush/dpc"), vae=vae, seed=seed,
-                                               action_low=sim.action_low, action_high=sim.action_high)
+        proposer = DPCProposer.from_pretrained("blockpush", seed=seed, action_low=sim.action_low,
+                                               action_high=sim.action_high)
         return Planner(sim, optimizer(row, seed), proposer=proposer, objective=BlockPushSimObjective(),
                        n_action_steps=N_ACTION_STEPS, warm_start=False)
     model = UVAWorldModel.from_pretrained("blockpush", proposer="uva" if row == "uva+uva" else "dpc",
@@ -96,14 +93,12 @@ def build(row: str, seed: int, uva_checkpoint: str | None):
     return Planner(model, optimizer(row, seed), n_action_steps=N_ACTION_STEPS, warm_start=False)
 
 
-def hub_vae():
-    from uva_plan.checkpoint import load_model
-
-    return load_model(hub.pretrained_checkpoint("vae"), expected_kind="vae")
+def row_dir(out: str | Path, row: str) -> Path:
+    return Path(out) / "rows" / row.replace(":", "_").replace("+", "_")
 
 
 def run_row(row: str, args, revision: str) -> dict:
-    out = Path(args.out) / "rows" / row.replace(":", "_").replace("+", "_")
+    out = row_dir(args.out, row)
     n_episodes = 4 * args.trials_per_task
     done = out / "results.json"
     if done.exists():
@@ -169,7 +164,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = {row: run_row(row, args, revision) for row in args.rows}
     # Rows finished earlier (same trials and seed) join the summary too.
     for row in ROWS:
-        path = Path(args.out) / "rows" / row.replace(":", "_").replace("+", "_") / "results.json"
+        path = row_dir(args.out, row) / "results.json"
         if row not in results and path.exists():
             previous = json.loads(path.read_text())
             if _same_run(previous, args):

@@ -27,10 +27,10 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import Rollout  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel  # noqa: E402
+from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, normalize_actions  # noqa: E402
 from uva_plan.data.sampler import train_val_split  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
-from uva_plan.envs.blockpush import BlockPushEnv  # noqa: E402
+from uva_plan.envs.blockpush import BlockPushEnv, observed_state  # noqa: E402
 from uva_plan.envs.pusht import PushTEnv  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.metrics import wilson_interval  # noqa: E402
@@ -44,7 +44,7 @@ def observation(env: str, physical: np.ndarray, image: np.ndarray) -> dict:
     """The env's observation dict for a stored physical state and its rendered frame."""
     obs = {"image": image, "agent_pos": physical[:2].copy()}
     if env == "blockpush":
-        obs["state"] = np.concatenate([physical[0:2], physical[4:7], physical[10:13], physical[16:20]])
+        obs["state"] = observed_state(physical)
         obs["task"] = np.int64(physical[24])
     return obs
 
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
         candidates = model.sample(context, args.n_candidates)
         imagined = model.rollout(context, candidates)
         sim.env.reset(options={"state": past[-1]})
-        true = sim.rollout(SimContext(state=sim.env.get_state(), agent_pos=past[-1][:2]), 
-                           _to_sim_units(candidates, model, sim))
+        env_units = model.normalizer.unnormalize(candidates.double().numpy())  # UVA's normaliser -> px
+        true = sim.rollout(SimContext(state=sim.env.get_state(), agent_pos=past[-1][:2]),
+                           torch.from_numpy(normalize_actions(env_units, sim.action_low, sim.action_high)))
         real_states = true.states[:, frame_steps].numpy()  # (N, T, P)
         if args.env == "blockpush":
             real_states[..., 24] = past[-1][24]
@@ -143,13 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
                   "sim_spread"], config, plot_label="objective", plot_rate="top10_hit",
                  extra={"per_state": per_state}, revision=revision)
     return {"rows": rows, "per_state": per_state}
-
-
-def _to_sim_units(candidates: torch.Tensor, model: UVAWorldModel, sim: SimulatorDynamics) -> torch.Tensor:
-    """Candidates normalised with UVA's action normaliser -> normalised on the simulator's bounds."""
-    env_units = model.normalizer.unnormalize(candidates.double().numpy())
-    low, high = sim.action_low, sim.action_high
-    return torch.from_numpy(2.0 * (env_units - low) / (high - low) - 1.0)
 
 
 if __name__ == "__main__":

@@ -308,10 +308,12 @@ class Planner:
         self.reset()
 
     def reset(self) -> None:
-        """Start a new episode: forget history, the previous plan, the last result and elites."""
+        """Start a new episode: forget history, the previous plan, the last result and context,
+        and elites."""
         self.history: deque[dict] = deque(maxlen=self.model.n_history)
         self.previous_plan: Tensor | None = None  # (H, A) normalised
         self.last_result: PlanResult | None = None
+        self.last_context: Any = None  # the context the last plan was made from
         self.optimizer.reset()
         if callable(getattr(self.proposer, "reset", None)):
             self.proposer.reset()
@@ -333,7 +335,7 @@ class Planner:
     def plan(self, obs: dict) -> np.ndarray:
         """Plan from the newest observation; return (n_action_steps, A) float64 env-unit actions."""
         self.observe(obs)
-        context = self.model.context(list(self.history))
+        context = self.last_context = self.model.context(list(self.history))
 
         def cost(actions: Tensor) -> Tensor:
             return self.objective.cost(self.model.rollout(context, actions))

@@ -22,7 +22,6 @@ Shape letters: B windows, T frames, C latent channels, h, w latent side, H actio
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from uva_plan.data.latents import env_class, load_latents
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_json, git_revision
+from uva_plan.metrics import median_ms
 from uva_plan.models.vae import psnr
 
 console = Console()
@@ -183,17 +183,9 @@ def eval_latency(model: UVAWorldModel, windows: dict, batch_sizes: tuple[int, ..
             latents = model.uva.forward_dynamics(ctx, actions)
             return model.decode(latents)
 
-        row = {}
-        for name, fn in (("policy_ms", policy_only), ("policy_video_decode_ms", with_video)):
-            with torch.inference_mode():
-                fn()  # warm-up
-                times = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    fn()
-                    times.append(1000 * (time.perf_counter() - start))
-            row[name] = float(np.median(times))
-        out[f"batch_{b}"] = row
+        with torch.inference_mode():
+            out[f"batch_{b}"] = {name: median_ms(fn, repeats) for name, fn in
+                                 (("policy_ms", policy_only), ("policy_video_decode_ms", with_video))}
     return out
 
 

@@ -18,7 +18,6 @@ Sections, printed as rich tables and saved with the arguments and git revision i
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -30,6 +29,7 @@ from rich.table import Table
 from uva_plan.adapters import DPCProposer, PrivilegedState
 from uva_plan.checkpoint import load_model, read_meta, resolve_checkpoint
 from uva_plan.io import atomic_write_json, git_revision
+from uva_plan.metrics import median_ms
 
 console = Console()
 
@@ -111,13 +111,8 @@ def latency(policy: DPCPolicy, env_id: str, render_size: int, n: int, repeats: i
     policy.reset()
     policy.observe(obs)
     context = policy.context()
-    policy.proposer.sample(context, n)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        policy.proposer.sample(context, n)
-        times.append(1000 * (time.perf_counter() - start))
-    return {"n_candidates": n, "median_ms": float(np.median(times)), "threads": torch.get_num_threads()}
+    ms = median_ms(lambda: policy.proposer.sample(context, n), repeats)
+    return {"n_candidates": n, "median_ms": ms, "threads": torch.get_num_threads()}
 
 
 def eval_state_head(path: str, store_root: str, n_frames: int, seed: int) -> dict:

@@ -270,13 +270,18 @@ class GoalImage:
         self.goal, self.weights = goal, weights / weights.sum()
         self.frames = _check_frames(frames)
 
+    def goal_for(self, rollout: Rollout) -> Tensor:
+        """The goal latents (C, h, w) this rollout is scored against (subclasses vary it)."""
+        return self.goal
+
     @torch.no_grad()
     def cost(self, rollout: Rollout) -> Tensor:
         latents = _rollout_latents(rollout, self.frames, "GoalImage")
-        if tuple(latents.shape[2:]) != tuple(self.goal.shape):
-            raise ValueError(f"rollout latents (N, T, {', '.join(map(str, self.goal.shape))}) expected to match "
+        goal = self.goal_for(rollout)
+        if tuple(latents.shape[2:]) != tuple(goal.shape):
+            raise ValueError(f"rollout latents (N, T, {', '.join(map(str, goal.shape))}) expected to match "
                              f"the goal, got {tuple(rollout.latents.shape)}")
-        goal, weights = self.goal.to(latents), self.weights.to(latents)
+        goal, weights = goal.to(latents), self.weights.to(latents)
         squared = (latents - goal).square().mean(dim=2)  # (N, F, h, w)
         return (squared * weights).sum(dim=(2, 3)).mean(dim=1)
 
@@ -330,26 +335,26 @@ class EnvGoalImage(GoalImage):
 
         self.env_id, self.env, self.world_model = env_id, env_name(env_id), world_model
         self._cache: dict = {}
-        super().__init__(self._goal_latents(None, None), token_weights, frames)
+        # Push-T's goal is fixed; BlockPush's comes with each context, so the constructor only
+        # learns the latents' shape from the rendered goal of an arbitrary task.
+        first = self._goal_latents(None, None) if self.env == "pusht" else \
+            self._goal_latents(0, np.array([[128.0, 256.0], [384.0, 256.0]]))
+        super().__init__(first, token_weights, frames)
 
     def _goal_latents(self, task, targets) -> Tensor:
-        env_cls = pusht.PushTEnv if self.env == "pusht" else bp.BlockPushEnv
-        if self.env == "pusht":
-            key = "pusht"
-        elif task is None:  # placeholder until a context names the task
-            return self._goal_latents(0, np.array([[128.0, 256.0], [384.0, 256.0]]))
-        else:
-            key = (int(task), *np.round(np.asarray(targets, dtype=np.float64).ravel(), 6))
+        """Encoded goal frame, cached per (task, targets)."""
+        key = "pusht" if self.env == "pusht" else (int(task), *np.round(np.asarray(targets, np.float64).ravel(), 6))
         if key not in self._cache:
+            env_cls = pusht.PushTEnv if self.env == "pusht" else bp.BlockPushEnv
             frame = env_cls.render_states(goal_state(self.env_id, task, targets)[None], self.world_model.image_size)
             self._cache[key] = self.world_model.encode(frame)[0].float()
         return self._cache[key]
 
-    def cost(self, rollout: Rollout) -> Tensor:
-        if self.env == "blockpush":
-            task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
-            if task is None or int(task) < 0 or targets is None:
-                raise ValueError("EnvGoalImage on BlockPush needs a context with a named task (0..3) and "
-                                 "targets: reset the env with options={'task': 0..3}")
-            self.goal = self._goal_latents(task, targets)
-        return super().cost(rollout)
+    def goal_for(self, rollout: Rollout) -> Tensor:
+        if self.env == "pusht":
+            return self.goal
+        task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
+        if task is None or int(task) < 0 or targets is None:
+            raise ValueError("EnvGoalImage on BlockPush needs a context with a named task (0..3) and "
+                             "targets: reset the env with options={'task': 0..3}")
+        return self._goal_latents(task, targets)

@@ -87,11 +87,12 @@ def _imagine(planner) -> np.ndarray | None:
     imagines video (has ``decode``); None otherwise. The model's sampling generator is put back
     afterwards, so recording a GIF does not change the episode."""
     model, result = getattr(planner, "model", None), getattr(planner, "last_result", None)
-    if result is None or not callable(getattr(model, "decode", None)) or not hasattr(model, "generator"):
+    context = getattr(planner, "last_context", None)
+    if result is None or context is None or not callable(getattr(model, "decode", None)) \
+            or not hasattr(model, "generator"):
         return None
     state = model.generator.get_state()
-    try:
-        context = model.context(list(planner.history))
+    try:  # the plan's own context: its frames are not encoded again
         latents = model.rollout(context, result.actions[None].to(context.device)).latents[0]
         return model.decode(latents)
     finally:

@@ -67,6 +67,15 @@ def block_centres(states: np.ndarray) -> np.ndarray:
     return np.stack([states[:, 4:6], states[:, 10:12]], axis=1)
 
 
+def observed_state(physical: np.ndarray) -> np.ndarray:
+    """The observation's ``state`` (12,) from a physical state (>= 26,): pusher xy, each block's
+    x, y, yaw (yaw in [0, 2 pi)), the two target centres."""
+    physical = np.asarray(physical, dtype=np.float64)
+    obs_state = np.concatenate([physical[0:2], physical[4:7], physical[10:13], physical[16:20]])
+    obs_state[[4, 7]] %= 2 * np.pi
+    return obs_state
+
+
 def target_centres(states: np.ndarray) -> np.ndarray:
     """Target centres (B, 2 targets, 2) from (B, >= 26) states."""
     return np.asarray(states, dtype=np.float64)[:, 16:20].reshape(-1, N_TARGETS, 2)
@@ -216,12 +225,10 @@ class BlockPushEnv(PlanarPushEnv):
 
     def _observe(self) -> dict:
         state = np.array(self._read_physical())
-        obs_state = np.concatenate([state[0:2], state[4:7], state[10:13], state[16:20]])
-        obs_state[[4, 7]] %= 2 * np.pi
         return {
             "image": self.render_states(state[None], self.render_size)[0],
             "agent_pos": state[:2].copy(),
-            "state": obs_state,
+            "state": observed_state(state),
             "task": np.int64(self.task),
         }
 
