@@ -300,6 +300,7 @@ def shipped_cases(add) -> None:
     from uva_plan import hub
     from uva_plan.adapters import DPCProposer, UVAWorldModel
     from uva_plan.checkpoint import load_model
+    from uva_plan.data.imagined import imagine_windows
     from uva_plan.models.dpc import DPCConfig
     from uva_plan.models.state_head import StateHeadConfig
     from uva_plan.objectives import EnvGoalImage, GoalImage, StateReward, goal_state
@@ -347,6 +348,17 @@ def shipped_cases(add) -> None:
     add("DPCProposer()", "only action_low", lambda: DPCProposer(model.proposer.dpc, model.proposer.normalizers,
                                                                action_low=(0, 0)), "action_low")
     add("DPCConfig", "n_sample_steps 1", lambda: DPCConfig(n_sample_steps=1), "n_sample_steps")
+    add("DPCProposer()", "n_sample_steps 1", lambda: DPCProposer(model.proposer.dpc, model.proposer.normalizers,
+                                                                 n_sample_steps=1), "n_sample_steps")
+    add("DPCProposer()", "timestep_spacing 'linspace'", lambda: DPCProposer(
+        model.proposer.dpc, model.proposer.normalizers, timestep_spacing="linspace"), "timestep_spacing", "linspace")
+    add("UVA.from_pretrained", "dpc_steps 0", lambda: UVAWorldModel.from_pretrained("pusht", dpc_steps=0),
+        "dpc_steps")
+    add("UVAWorldModel.rollout", "frames (4,) of 4 future frames", lambda: model.rollout(
+        context, torch.zeros(2, 16, 2), frames=(4,)), "frames")
+    add("CEM()", "rescore_proposals 'yes'", lambda: CEM(rescore_proposals="yes"), "rescore_proposals")
+    add("imagine_windows", "window_stride 0", lambda: imagine_windows("data/none", "x", window_stride=0),
+        "window_stride")
     add("StateHeadConfig", "env 'cartpole'", lambda: StateHeadConfig(env="cartpole"), "cartpole")
     head = model.objective.state_head
     add("StateHead.predict", "latents (2, 4, 4, 4)", lambda: head.predict(torch.zeros(2, 4, 4, 4)), "latents")

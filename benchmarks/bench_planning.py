@@ -5,11 +5,14 @@
 Measured in one run, on the shipped weights (or --uva), from a real Push-T / BlockPush state:
 - ms per ``Planner.plan`` for BestOfN, CEM, MPPI, iCEM at N in {32, 100, 300} over UVA dynamics
   (planning settings: 1 unmasking step, 4 video-head DDIM steps) and over the simulator;
-- the DP-C + UVA best-of-100 decision, planning settings against the model's defaults
-  (8 unmasking steps, 16 DDIM steps: what the paper samples video with), and MPPI 256 x 4;
+- the DP-C + UVA best-of-100 decision, one row per speed-up added to the one before, from the
+  model's defaults (8 unmasking steps, 16 DDIM steps: what the paper samples video with; every
+  future frame; DP-C at 10 DDIM steps) to what ``UVA.from_pretrained`` plans with; MPPI 256 x 4
+  with its proposals re-scored every iteration against scored once;
 - UVA ``policy`` latency (video skipped) against a call that also imagines and decodes video;
   forward-dynamics imagined chunks per second; DP-C latency for 100 candidates;
-- forward dynamics under bf16 autocast and on 1 thread, against float32 on --threads;
+- forward dynamics under bf16 autocast, torch.compile (its compile time too) and on 1 thread,
+  against eager float32 on --threads;
 - peak resident memory of the process after planning;
 - training throughput (samples/s) of UVA and DP-C on batches of the training shapes.
 Times are medians over --repeats calls after one warm-up call.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -50,6 +54,17 @@ def observation(env_id: str, seed: int, privileged: bool = False):
     return obs
 
 
+class ReadsEveryFrame:
+    """An objective without ``frames``: the Planner then asks UVA for every future frame (the
+    behaviour before the video head learned to skip unscored frames)."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def cost(self, rollout):
+        return self.objective.cost(rollout)
+
+
 def plan_ms(planner: Planner, obs: dict, repeats: int) -> float:
     def call():
         planner.reset()
@@ -64,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 100, 300])
-    parser.add_argument("--skip", nargs="*", default=[], choices=["planners", "training"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["planners", "training", "compile"])
     parser.add_argument("--out", default="outputs/bench/planning")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -85,15 +100,33 @@ def main(argv: list[str] | None = None) -> dict:
         console.print(f"{name}: {ms:.1f} ms" + (f" (baseline {baseline}: {baseline_ms:.1f} ms)" if baseline_ms else ""))
 
     # -- the guidance decision: DP-C proposes 100, UVA imagines them, the state head scores ----
-    fast_ms = plan_ms(Planner(uva, make_optimizer("best_of_n", 100), n_action_steps=8, warm_start=False),
-                      obs, args.repeats)
-
-    naive_ms = plan_ms(Planner(naive, make_optimizer("best_of_n", 100), n_action_steps=8, warm_start=False),
-                       obs, 1)
-    add("DP-C + UVA best-of-100 decision", fast_ms, "8 unmask x 16 DDIM steps", naive_ms)
-    mppi = Planner(uva, MPPI(n_samples=256, n_proposals=64, n_elites=26, n_iterations=4, temperature=0.3,
-                             init_std=0.1, min_std=0.02, max_std=0.5), n_action_steps=8, warm_start=False)
-    add("MPPI over UVA, 256 samples x 4 iterations", plan_ms(mppi, obs, args.repeats))
+    # Each speed-up added to the previous one, all in this run (the first row is the naive one).
+    dpc_steps = uva.proposer.n_sample_steps
+    stages = [("model defaults: 8 unmask x 16 DDIM, every frame, DP-C 10 DDIM", naive, False, None),
+              ("+ planning sampling: 1 unmask x 4 DDIM", uva, False, None),
+              ("+ video head only on the scored frame", uva, True, None),
+              (f"+ DP-C {dpc_steps} DDIM steps (= UVA.from_pretrained)", uva, True, dpc_steps)]
+    previous = None
+    for label, model, scored_frame_only, steps in stages:
+        model.proposer.n_sample_steps = steps
+        objective = model.objective if scored_frame_only else ReadsEveryFrame(model.objective)
+        planner = Planner(model, make_optimizer("best_of_n", 100), objective=objective, n_action_steps=8,
+                          warm_start=False)
+        ms = plan_ms(planner, obs, 1 if model is naive else args.repeats)
+        add(f"best-of-100 decision: {label}", ms, *(previous or (None, None)))
+        previous = ("previous row", ms)
+    naive_ms = rows[0]["ms"]
+    rows[-1]["speedup_over_naive"] = naive_ms / rows[-1]["ms"]
+    uva.proposer.n_sample_steps = dpc_steps
+    for reuse in (False, True):
+        mppi = Planner(uva, MPPI(n_samples=256, n_proposals=64, n_elites=26, n_iterations=4, temperature=0.3,
+                                 init_std=0.1, min_std=0.02, max_std=0.5, rescore_proposals=not reuse),
+                       n_action_steps=8, warm_start=False)
+        ms = plan_ms(mppi, obs, args.repeats)
+        if not reuse:
+            add("MPPI over UVA 256 x 4, proposals re-scored every iteration", ms)
+        else:
+            add("MPPI over UVA 256 x 4, proposals scored once", ms, "re-scored", rows[-1]["ms"])
 
     # -- UVA as a policy, and imagined video ----------------------------------------------------
     context = uva.context([obs] * uva.n_history)
@@ -113,12 +146,25 @@ def main(argv: list[str] | None = None) -> dict:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             uva.rollout(context, actions)
     add("UVA forward dynamics, 100 chunks, bf16 autocast", median_ms(fd_bf16, args.repeats), "float32", fd_ms)
+    if "compile" not in args.skip:  # torch.compile of the transformer (inductor, C++ on this CPU)
+        transformer = uva.uva.encode
+        start = time.perf_counter()
+        uva.uva.encode = torch.compile(transformer)
+        uva.rollout(context, actions)
+        compile_s = time.perf_counter() - start
+        add("UVA forward dynamics, 100 chunks, torch.compile(transformer)", median_ms(lambda: uva.rollout(context, actions),
+            args.repeats), "eager", fd_ms, compile_seconds=compile_s)
+        uva.uva.encode = transformer
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     one_thread_ms = median_ms(lambda: uva.rollout(context, actions), args.repeats)
     torch.set_num_threads(threads)
     add(f"UVA forward dynamics, 100 chunks, {threads} threads", fd_ms, "1 thread", one_thread_ms)
-    add("DP-C, 100 candidates", median_ms(lambda: uva.proposer.sample(context, 100), args.repeats))
+    dpc_ms = median_ms(lambda: uva.proposer.sample(context, 100), args.repeats)
+    uva.proposer.n_sample_steps = None
+    ten_ms = median_ms(lambda: uva.proposer.sample(context, 100), args.repeats)
+    uva.proposer.n_sample_steps = dpc_steps
+    add(f"DP-C, 100 candidates, {dpc_steps} DDIM steps", dpc_ms, "10 DDIM steps (the checkpoint's)", ten_ms)
 
     # -- every planner at every size, over UVA and over the simulator -------------------------
     if "planners" not in args.skip:

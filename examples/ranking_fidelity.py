@@ -7,6 +7,15 @@ the same VAE). Report per objective the Spearman correlation of the two cost vec
 often UVA's pick lies in the simulator's top 10% (top10_hit; a random pick: 10%), its regret
 (simulator cost of UVA's pick minus the best) and the simulator costs' spread (max - min).
 
+It also measures whether the pick exploits model error: ``pick_error_ratio`` is the latent MSE
+between imagined and real frames (the frames the objective reads) of UVA's pick over the mean of
+all candidates (> 1: the optimiser picks what UVA imagines worst), ``optimism`` the simulator
+cost minus UVA's cost of the pick, against ``mean_optimism`` over all candidates.
+``oracle_fraction_at_N``: the share of the simulator's best-of-N improvement over a random
+candidate that UVA's best-of-N gets (random N-subsets; the offline analogue of the guidance
+experiment's gap closed). ``--n-video-steps`` / ``--video-head-steps`` / ``--temperature`` set
+how UVA imagines (default: the planning settings of ``UVA.from_pretrained``).
+
     python examples/ranking_fidelity.py --env pusht --n-states 40
     python examples/ranking_fidelity.py --env blockpush --n-states 40
 
@@ -28,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import Rollout  # noqa: E402
 from uva_plan import hub  # noqa: E402
 from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, normalize_actions  # noqa: E402
+from uva_plan.checkpoint import load_model  # noqa: E402
 from uva_plan.data.sampler import train_val_split  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
 from uva_plan.envs.blockpush import BlockPushEnv, observed_state  # noqa: E402
@@ -61,6 +71,26 @@ def pick_states(store: EpisodeStore, episodes: list[int], n_states: int, history
     return picks
 
 
+def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200) -> float:
+    """How much of the simulator's own best-of-n gain UVA's best-of-n gets, over the states.
+
+    For random n-subsets of each state's candidates: (mean sim cost - sim cost of UVA's pick)
+    / (mean sim cost - sim cost of the simulator's pick), totals over states and subsets. 1: UVA
+    picks as the simulator would; 0: no better than a random candidate (DP-C alone); < 0: worse.
+    The offline analogue of the guidance experiment's gap closed, at budget n.
+    """
+    rng = np.random.default_rng(seed)
+    gained = possible = 0.0
+    for r in results:
+        uva, sim = np.asarray(r["uva_cost"]), np.asarray(r["sim_cost"])
+        for _ in range(n_subsets):
+            subset = rng.choice(len(sim), size=n, replace=False)
+            mean = sim[subset].mean()
+            gained += mean - sim[subset[np.argmin(uva[subset])]]
+            possible += mean - sim[subset].min()
+    return float(gained / possible) if possible > 0 else 0.0
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="pusht", choices=sorted(hub.ENVS))
@@ -69,6 +99,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-candidates", type=int, default=100)
     parser.add_argument("--uva", default=None, help="UVA checkpoint (default: the shipped one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-video-steps", type=int, default=1, help="unmasking steps (model default: 8)")
+    parser.add_argument("--video-head-steps", type=int, default=4, help="video head DDIM steps (model default: 16)")
+    parser.add_argument("--temperature", type=float, default=0.01)
+    parser.add_argument("--state-head", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="also score with this state head (objective NAME), e.g. "
+                             "imagined=outputs/train/state_head_imagined_pusht/final; repeatable")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[8, 32, 100],
+                        help="N for oracle_fraction_at_N (random subsets of the candidates)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/ranking")
     args = parser.parse_args(argv)
@@ -80,8 +118,16 @@ def main(argv: list[str] | None = None) -> dict:
     env_id = hub.ENVS[args.env]
     torch.manual_seed(args.seed)
     model = UVAWorldModel.from_pretrained(args.env, checkpoints={"uva": args.uva} if args.uva else None,
+                                         n_video_steps=args.n_video_steps, video_head_steps=args.video_head_steps,
+                                         temperature=args.temperature,
                                          seed=args.seed)
     objectives = {"state_head": model.objective, "goal_image": EnvGoalImage(env_id, model)}
+    for spec in args.state_head:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path or name in objectives:
+            parser.error(f"--state-head takes NAME=CHECKPOINT with a new NAME, got {spec!r}")
+        head, _ = load_model(path, expected_kind="state_head", expected_env_id=env_id)
+        objectives[name] = StateReward(head.eval(), env_id)
     assert isinstance(objectives["state_head"], StateReward)
     store = EpisodeStore.open(args.store or f"data/{args.env}")
     _, val = train_val_split(len(store), 0.05, 0)  # the split UVA, DP-C and the state head held out
@@ -119,10 +165,16 @@ def main(argv: list[str] | None = None) -> dict:
             rho = spearmanr(uva_cost, sim_cost).statistic
             top = np.argsort(sim_cost)[: max(1, len(sim_cost) // 10)]
             pick = int(np.argmin(uva_cost))
+            scored = list(objective.frames)
+            error = (imagined.latents[:, scored] - real_latents[:, scored]).pow(2).mean(dim=(1, 2, 3, 4)).double().numpy()
             per_state[name].append({"episode": episode, "t": t, "spearman": float(np.nan_to_num(rho)),
                                     "uva_pick_in_sim_top10": bool(pick in set(top.tolist())),
                                     "regret": float(sim_cost[pick] - sim_cost.min()),
-                                    "sim_cost_spread": float(np.ptp(sim_cost))})
+                                    "sim_cost_spread": float(np.ptp(sim_cost)),
+                                    "pick_latent_error": float(error[pick]), "mean_latent_error": float(error.mean()),
+                                    "optimism": float(sim_cost[pick] - uva_cost[pick]),
+                                    "mean_optimism": float((sim_cost - uva_cost).mean()),
+                                    "uva_cost": uva_cost.tolist(), "sim_cost": sim_cost.tolist()})
         console.print(f"state {n + 1}/{len(picks)} (episode {episode}, t {t}): "
                       + ", ".join(f"{k} rho {v[-1]['spearman']:+.2f}" for k, v in per_state.items()))
     rows = []
@@ -134,14 +186,21 @@ def main(argv: list[str] | None = None) -> dict:
                      "rho_sem": float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0,
                      "top10_hit": hits / len(results), "top10_hit_wilson95": [low, high],
                      "regret": float(np.mean([r["regret"] for r in results])),
-                     "sim_spread": float(np.mean([r["sim_cost_spread"] for r in results]))})
+                     "sim_spread": float(np.mean([r["sim_cost_spread"] for r in results])),
+                     "pick_error_ratio": float(np.mean([r["pick_latent_error"] for r in results])
+                                               / np.mean([r["mean_latent_error"] for r in results])),
+                     "optimism": float(np.mean([r["optimism"] for r in results])),
+                     "mean_optimism": float(np.mean([r["mean_optimism"] for r in results])),
+                     **{f"oracle_fraction_at_{n}": oracle_fraction(results, n, args.seed)
+                        for n in args.budgets if n <= args.n_candidates}})
     config = {**vars(args), "frame_steps": frame_steps, "uva": args.uva or "shipped",
-              "n_video_steps": model.n_video_steps, "video_head_steps": model.video_head_steps,
+              "n_video_steps": model.n_video_steps, "video_head_steps": model.video_head_steps, "dpc_steps": model.proposer.n_sample_steps,
               "seconds": time.perf_counter() - start}
     write_report(args.out, f"ranking_{args.env}", f"Ranking fidelity, {args.env}: UVA vs simulator, "
                  f"{args.n_candidates} DP-C candidates", rows,
                  ["objective", "states", "rho", "rho_sem", "top10_hit", "regret",
-                  "sim_spread"], config, plot_label="objective", plot_rate="top10_hit",
+                  "sim_spread", "pick_error_ratio", "optimism", "mean_optimism",
+                  *[f"oracle_fraction_at_{n}" for n in args.budgets if n <= args.n_candidates]], config, plot_label="objective", plot_rate="top10_hit",
                  extra={"per_state": per_state}, revision=revision)
     return {"rows": rows, "per_state": per_state}
 

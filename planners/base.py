@@ -9,6 +9,7 @@ Conventions used by every file in `planners`:
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections import deque
@@ -253,6 +254,26 @@ class Optimizer:
             raise RuntimeError(f"all {n_candidates} candidates evaluated have a non-finite cost")
         return costs
 
+    def _evaluate_parts(self, cost: CostFn, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
+        """Costs (N,) of the population torch.cat([p for p, _ in parts]), in that order.
+
+        A part given with its known costs (already sanitised by ``_evaluate``) is not scored
+        again: the proposals, the same rows in every iteration, are scored once per search.
+        The other parts are scored together, in one ``_evaluate``. Raises RuntimeError when
+        every cost is non-finite.
+        """
+        fresh_parts = [part for part, known in parts if known is None]
+        fresh = self._evaluate(cost, torch.cat(fresh_parts), require_finite=False) if fresh_parts else None
+        costs, start = [], 0
+        for part, known in parts:
+            if known is None:
+                known, start = fresh[start: start + part.shape[0]], start + part.shape[0]
+            costs.append(known)
+        costs = torch.cat(costs)
+        if torch.isinf(costs).all():
+            raise RuntimeError(f"all {costs.shape[0]} candidates evaluated have a non-finite cost")
+        return costs
+
     @staticmethod
     def _select_elites(population: Tensor, costs: Tensor, n_elites: int) -> tuple[Tensor, Tensor]:
         """The n_elites cheapest finite candidates, cheapest first: (K, H, A) and (K,)."""
@@ -305,6 +326,11 @@ class Planner:
             raise ValueError(f"model.action_low/high must both be (A,), got "
                              f"{self.action_low.shape} and {self.action_high.shape}")
         self.action_dim = self.action_low.shape[0]
+        # A model whose rollout takes ``frames`` (UVA) is told which frames the objective reads,
+        # so it can skip the work on the others.
+        frames = getattr(objective, "frames", None)
+        takes_frames = "frames" in inspect.signature(model.rollout).parameters
+        self._rollout_kwargs = {"frames": tuple(frames)} if frames is not None and takes_frames else {}
         self.reset()
 
     def reset(self) -> None:
@@ -338,7 +364,7 @@ class Planner:
         context = self.last_context = self.model.context(list(self.history))
 
         def cost(actions: Tensor) -> Tensor:
-            return self.objective.cost(self.model.rollout(context, actions))
+            return self.objective.cost(self.model.rollout(context, actions, **self._rollout_kwargs))
 
         n_proposals = getattr(self.optimizer, "n_proposals", 0)
         proposals = None

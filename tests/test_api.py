@@ -230,6 +230,26 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     for row in rows.values():
         assert row["states"] == 2 and -1 <= row["rho"] <= 1 and 0 <= row["top10_hit"] <= 1
         assert row["regret"] >= 0 and row["sim_spread"] >= row["regret"]
+        assert row["pick_error_ratio"] > 0 and np.isfinite([row["optimism"], row["mean_optimism"]]).all()
+        assert -np.inf < row["oracle_fraction_at_8"] <= 1 and "oracle_fraction_at_32" not in row  # N > 10 candidates
+    for state in result["per_state"]["state_head"]:  # the pick's error is one of the candidates'
+        assert state["pick_latent_error"] >= 0 and state["mean_latent_error"] > 0
     saved = json.loads((out / "ranking_pusht.json").read_text())
     assert saved["git_revision"] and len(saved["per_state"]["state_head"]) == 2
     assert (out / "ranking_pusht.png").exists()
+
+
+def test_oracle_fraction_is_one_for_the_simulator_zero_for_noise_negative_reversed():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from ranking_fidelity import oracle_fraction
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    rng = np.random.default_rng(0)
+    states = [{"sim_cost": rng.random(100)} for _ in range(100)]
+    same = [{**r, "uva_cost": r["sim_cost"] * 2 + 1} for r in states]  # any increasing map
+    reversed_ = [{**r, "uva_cost": -r["sim_cost"]} for r in states]
+    noise = [{**r, "uva_cost": rng.random(100)} for r in states]
+    assert oracle_fraction(same, 8, 0) == pytest.approx(1.0)
+    assert oracle_fraction(reversed_, 8, 0) < -0.9
+    assert abs(oracle_fraction(noise, 32, 0)) < 0.15  # 0 in expectation

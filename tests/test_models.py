@@ -446,3 +446,55 @@ def test_residual_video_target_round_trips_and_validates():
         tiny_uva_config(video_target="delta")
     with pytest.raises(ValueError, match="residual_scale"):
         tiny_uva_config(residual_scale=0.0)
+
+
+def test_forward_dynamics_frames_skips_the_others_and_keeps_the_asked_ones():
+    """frames=(-1,) finishes only the last future frame (the rest NaN). At temperature 0 the
+    head is deterministic given Z, so that frame equals the full call's, for any unmasking steps."""
+    model = wake_heads(make_uva())
+    c = model.config
+    batch = uva_batch(c)
+    context = history_context(c, batch)
+    for n_steps in (1, 2):
+        def rollout(**kw):
+            return model.forward_dynamics(context, batch["actions"], n_steps=n_steps, temperature=0.0,
+                                          generator=torch.Generator().manual_seed(0), **kw)
+        full, last = rollout(), rollout(frames=(-1,))
+        assert torch.isfinite(full).all()
+        assert torch.isnan(last[:, :-1]).all() and torch.isfinite(last[:, -1]).all()
+        assert torch.allclose(last[:, -1], full[:, -1], atol=1e-6)
+        assert torch.equal(rollout(frames=(0, 1)), full)
+    calls = []
+    model.video_head.input_proj.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    rollout(frames=(0,))
+    rows = sum(calls)
+    calls.clear()
+    rollout()
+    assert rows < sum(calls)  # the head really ran on fewer tokens
+    for bad in ((), (c.n_future,), (True,), ("last",)):
+        with pytest.raises(ValueError, match="frames must be"):
+            rollout(frames=bad)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("clip_sample", [False, True])
+def test_head_ddim_loop_matches_diffusers_step(prediction_type, clip_sample):
+    """DiffusionHead.sample's own DDIM update equals DDIMScheduler.step(eta=0) on the same schedule."""
+    from uva_plan.models.diff_head import timestep_features
+
+    torch.manual_seed(0)
+    head = DiffusionHead(DiffusionHeadConfig(target_dim=6, cond_dim=3, width=16, depth=1,
+                                             prediction_type=prediction_type, clip_sample=clip_sample))
+    with torch.no_grad():
+        for param in head.parameters():
+            param.normal_(std=0.3)
+    cond = torch.randn(5, 3)
+    ours = head.sample(cond, n_steps=7, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    scheduler = head.sample_scheduler
+    scheduler.set_timesteps(7)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            c = head.time_embed(timestep_features(t.reshape(1))) + head.cond_embed(cond)
+            x = scheduler.step(head._denoise(x, c), t, x, eta=0.0).prev_sample
+    assert torch.allclose(ours, x, rtol=1e-5, atol=1e-5 * x.abs().max().item())

@@ -538,3 +538,46 @@ def test_planner_validation():
     with pytest.raises(ValueError, match="max_batch"):
         Planner(PointMass(), optimizer=CEM(), objective=GoalDistance(GOAL), max_batch=8)
     assert Planner(PointMass(), objective=GoalDistance(GOAL), max_batch=8).optimizer.max_batch == 8
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi", "icem"])
+def test_proposals_scored_once_per_search_same_plan(name):
+    """The proposals are the same rows every iteration: with a deterministic cost, scoring them
+    once gives the same plan as re-scoring them, with fewer evaluations."""
+    proposals = uniform_proposals(6, seed=3)
+    seen: list[Tensor] = []
+
+    def cost(actions: Tensor) -> Tensor:
+        seen.append(actions.clone())
+        return quadratic(actions)
+
+    make = {"cem": CEM, "mppi": MPPI, "icem": ICEM}[name]
+    kw = {"n_iterations": 3, "n_proposals": 6, "seed": 4}
+    once = make(**kw).search(cost, zeros(), proposals)
+    scored = torch.cat(seen)
+    n_proposal_rows = sum(int((scored == p).all((1, 2)).sum()) for p in proposals)
+    assert n_proposal_rows == 6  # each proposal scored exactly once
+    again = make(rescore_proposals=True, **kw).search(quadratic, zeros(), proposals)
+    assert torch.equal(once.actions, again.actions)
+    assert once.info["iteration_costs"] == again.info["iteration_costs"]
+    assert again.info["n_evaluations"] - once.info["n_evaluations"] == 2 * 6
+    with pytest.raises(ValueError, match="rescore_proposals must be a bool"):
+        make(rescore_proposals="yes")
+
+
+def test_planner_tells_the_model_which_frames_the_objective_reads():
+    class FramesModel(PointMass):
+        def rollout(self, context, actions, frames=None):
+            self.frames_seen = frames
+            return super().rollout(context, actions)
+
+    class LastFrame(GoalDistance):
+        frames = (-1,)
+
+    model, obs = FramesModel(), {"agent_pos": np.array([100.0, 100.0])}
+    optimizer = CEM(n_samples=16, n_elites=4, n_iterations=1)
+    Planner(model, optimizer, objective=LastFrame(GOAL), horizon=8).plan(obs)
+    assert model.frames_seen == (-1,)
+    model.frames_seen = "not called"
+    Planner(model, optimizer, objective=GoalDistance(GOAL), horizon=8).plan(obs)
+    assert model.frames_seen is None  # objective without frames: the model's default

@@ -145,3 +145,38 @@ def test_tiny_state_head_trains_on_cached_latents(vae_run, store, tmp_path):  # 
     with pytest.raises(ValueError, match=r"model.env='blockpush' but the data has 'pusht'"):
         train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
                              f"out_dir={tmp_path / 'x'}", "model.env=blockpush"]))
+
+
+def test_state_head_learns_from_uva_imagined_frames(vae_run, store, tmp_path):  # noqa: F811
+    """data.imagined_uva: UVA imagines the store's windows (cached, keyed by the UVA's weights);
+    the head trains on real + imagined frames and validates on imagined held-out frames only."""
+    from uva_plan.data.imagined import cache_path, ensure_imagined, imagine_windows
+    from uva_plan.data.latents import frame_rows
+    from uva_plan.data.store import EpisodeStore
+
+    uva = tmp_path / "uva"
+    train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                         f"out_dir={uva}", "steps=2", "log_every=1", "val_every=2"]))
+    arrays = ensure_imagined(store, uva / "final", window_stride=3)
+    n = len(arrays["rows"])
+    assert n > 0 and n % 4 == 0 and arrays["latents"].shape == (n, 4, 8, 8)
+    assert np.isfinite(arrays["latents"]).all() and sorted(set(arrays["frame"].tolist())) == [0, 1, 2, 3]
+    table = frame_rows(EpisodeStore.open(store).load())
+    assert arrays["rows"].max() < len(table)
+    first = arrays["rows"][:4]  # a window's 4 future frames: 4 control steps apart, or clamped at the end
+    assert (np.diff(first) >= 0).all() and (np.diff(first) <= 4).all()
+    assert cache_path(store, uva / "final").exists()
+    again = ensure_imagined(store, uva / "final", window_stride=3)  # from the cache: identical
+    assert all(np.array_equal(arrays[k], again[k]) for k in arrays)
+    # a different seed imagines different frames (the cache is rebuilt, not reused)
+    other = imagine_windows(store, uva / "final", window_stride=3, seed=1)
+    assert not np.array_equal(other["latents"], arrays["latents"])
+
+    out = tmp_path / "head"
+    summary = train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                                   f"+data.imagined_uva={uva / 'final'}", "+data.imagined_window_stride=3",
+                                   f"out_dir={out}", "steps=2", "log_every=1", "val_every=2"]))
+    assert np.isfinite(summary["val"]["xy_error_px"])
+    _, meta = load_model(out / "final", expected_kind="state_head")
+    info = meta["extra"]["imagined"]
+    assert info["window_stride"] == 3 and 0 < info["n_train_imagined"] < n

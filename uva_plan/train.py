@@ -99,6 +99,11 @@ class DataConfig:
     split_seed: int = 0
     render_size: int | None = None  # vae: frame side; must be the VAE's image_size
     scaling_samples: int = 512  # vae: frames encoded to fit the latent scaling at the end
+    # state_head: also learn from this UVA's imagined frames of the store's windows, each paired
+    # with the true pose it stands for (uva_plan/data/imagined.py); validation then reads
+    # imagined frames of the held-out episodes only, what a planner's objective reads.
+    imagined_uva: str | None = None
+    imagined_window_stride: int = 2
 
     def __post_init__(self):
         if isinstance(self.stores, (str, Path)):
@@ -341,10 +346,33 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
         return LatentFrames(latents, rows, {"poses": pose_targets(env_id, table[rows])})
 
     train, val = frames(train_eps), frames(val_eps) if val_eps else None
+    extra = {"store": cfg.data.stores[0], "vae": info["vae"]}
+    if cfg.data.imagined_uva is not None:
+        from uva_plan.data.imagined import ensure_imagined
+
+        if dist.main:
+            ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride, console=console)
+        dist.barrier()
+        imagined = ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride)
+        from uva_plan.data.latents import frame_rows
+
+        table, n_real_train = frame_rows(data), len(train)
+        both = np.concatenate([latents, imagined["latents"]])  # real rows, then imagined ones
+
+        def with_imagined(real: LatentFrames | None, episodes: list[int]) -> LatentFrames:
+            chosen = np.flatnonzero(np.isin(imagined["episode"], episodes))
+            real_rows = np.zeros(0, np.int64) if real is None else real.rows
+            poses = pose_targets(env_id, table[np.concatenate([real_rows, imagined["rows"][chosen]])])
+            return LatentFrames(both, np.concatenate([real_rows, len(latents) + chosen]), {"poses": poses})
+
+        train = with_imagined(train, train_eps)
+        val = with_imagined(None, val_eps) if val_eps else None
+        extra["imagined"] = {"uva": cfg.data.imagined_uva, "window_stride": cfg.data.imagined_window_stride,
+                             "n_train_imagined": len(train) - n_real_train}
     model = make_model(cfg)
     check_model_fits(model, {"env": env_name(env_id), "latent_channels": latents.shape[1],
                              "latent_size": latents.shape[2]})
-    return Task(model, train, val, env_id=env_id, extra={"store": cfg.data.stores[0], "vae": info["vae"]})
+    return Task(model, train, val, env_id=env_id, extra=extra)
 
 
 # Adding a model = one builder function and one entry here (and its class in MODEL_CLASSES).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
@@ -163,11 +164,58 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"n_steps must be in [2, {self.config.n_train_steps}], got {n_steps=}")
         x = torch.randn((cond.shape[0], self.config.target_dim), generator=generator,
                         device=cond.device, dtype=cond.dtype) * temperature
-        scheduler = self.sample_scheduler
-        scheduler.set_timesteps(n_steps, device=cond.device)
         cond_embedding = self.cond_embed(cond)  # once, and each step's t embedded once for all rows
-        for t in scheduler.timesteps:
+        for t, alpha, alpha_prev in ddim_schedule(self.sample_scheduler, n_steps, cond.device):
             c = self.time_embed(timestep_features(t.reshape(1))) + cond_embedding
-            x = scheduler.step(self._denoise(x, c), t, x, eta=0.0).prev_sample
+            x = ddim_step(self.sample_scheduler, self._denoise(x, c), x, alpha, alpha_prev)
         return x
+
+
+def ddim_schedule(scheduler: DDIMScheduler, n_steps: int, device: torch.device | str | None = None,
+                  spacing: str | None = None) -> list[tuple[Tensor, float, float]]:
+    """(t, alpha_bar_t, alpha_bar_prev) for each of n_steps DDIM steps, from diffusers' scheduler.
+
+    The timesteps and alphas are the scheduler's own (``set_timesteps``, ``alphas_cumprod``,
+    ``final_alpha_cumprod``), read once as Python floats, so that ``ddim_step`` costs a few
+    tensor operations instead of ``DDIMScheduler.step``'s per-call bookkeeping (0.24 ms on this
+    CPU: 4 ms of a 16-step policy call). ``spacing`` overrides the scheduler's
+    ``timestep_spacing``: "trailing" starts at t = T - 1 (diffusers' formula), where "leading"
+    starts at T - T / n_steps, which with few steps is far from pure noise.
+    """
+    if spacing not in (None, "leading", "trailing"):
+        raise ValueError(f"spacing must be None, 'leading' or 'trailing', got {spacing=}")
+    n_train = scheduler.config.num_train_timesteps
+    if spacing == "trailing":
+        timesteps = torch.from_numpy(np.round(np.arange(n_train, 0, -n_train / n_steps)).astype(np.int64) - 1)
+        timesteps = timesteps.to(device)
+    else:
+        if spacing == "leading" and scheduler.config.timestep_spacing != "leading":
+            raise ValueError(f"this scheduler spaces its timesteps {scheduler.config.timestep_spacing!r}")
+        scheduler.set_timesteps(n_steps, device=device)
+        timesteps = scheduler.timesteps
+    stride = n_train // n_steps  # diffusers' previous timestep, whatever the spacing
+    alphas = scheduler.alphas_cumprod
+    out = []
+    for t in timesteps:
+        prev = int(t) - stride
+        alpha_prev = float(alphas[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
+        out.append((t, float(alphas[int(t)]), alpha_prev))
+    return out
+
+
+def ddim_step(scheduler: DDIMScheduler, model_output: Tensor, x: Tensor, alpha: float, alpha_prev: float) -> Tensor:
+    """One deterministic DDIM step (eta 0), the same update as ``DDIMScheduler.step(..., eta=0)``:
+    predicted x0 (clipped if the scheduler clips), then x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps."""
+    config = scheduler.config
+    beta = 1.0 - alpha
+    if config.prediction_type == "epsilon":
+        x0, eps = (x - beta ** 0.5 * model_output) / alpha ** 0.5, model_output
+    elif config.prediction_type == "sample":
+        x0, eps = model_output, (x - alpha ** 0.5 * model_output) / beta ** 0.5
+    else:  # v_prediction
+        x0 = alpha ** 0.5 * x - beta ** 0.5 * model_output
+        eps = alpha ** 0.5 * model_output + beta ** 0.5 * x
+    if config.clip_sample:
+        x0 = x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    return alpha_prev ** 0.5 * x0 + (1.0 - alpha_prev) ** 0.5 * eps
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
-from uva_plan.models.diff_head import BETA_SCHEDULES, timestep_features
+from uva_plan.models.diff_head import BETA_SCHEDULES, ddim_schedule, ddim_step, timestep_features
 
 OBS_MODES = ("latent", "state")
 LATENT_ENCODERS = ("flatten", "conv")
@@ -232,21 +232,24 @@ class DPC(nn.Module):
         return loss, {"loss": loss.item()}
 
     @torch.no_grad()
-    def sample(self, context: dict, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, context: dict, n: int, generator: torch.Generator | None = None,
+               n_steps: int | None = None, spacing: str | None = None) -> Tensor:
         """n action chunks per context, (B, n, H, A) in [-1, 1], all B * n denoised as one
-        U-Net batch with DDIM (eta 0); deterministic given ``generator``. ``context`` holds
-        the observation keys of ``encode_obs``."""
+        U-Net batch with n_steps DDIM steps (eta 0; default the config's n_sample_steps);
+        deterministic given ``generator``; ``spacing`` as ``diff_head.ddim_schedule`` (None: the
+        training-time "leading"). ``context`` holds the observation keys of ``encode_obs``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1 (action chunks per context), got {n=}")
         c = self.config
+        n_steps = c.n_sample_steps if n_steps is None else n_steps
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 2 <= n_steps <= c.n_train_steps:
+            raise ValueError(f"n_steps must be an int in [2, {c.n_train_steps}] (DDIM steps), got {n_steps=}")
         cond = self.encode_obs(context).repeat_interleave(n, dim=0)  # (B * n, obs_dim)
         x = torch.randn((cond.shape[0], c.horizon, c.action_dim), generator=generator,
                         device=cond.device, dtype=cond.dtype)
-        scheduler = self.sample_scheduler
-        scheduler.set_timesteps(c.n_sample_steps, device=cond.device)
-        for t in scheduler.timesteps:
+        for t, alpha, alpha_prev in ddim_schedule(self.sample_scheduler, n_steps, cond.device, spacing):
             eps = self.unet(x, t.expand(x.shape[0]), cond)
-            x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+            x = ddim_step(self.sample_scheduler, eps, x, alpha, alpha_prev)
         return einops.rearrange(x.clamp(-1.0, 1.0), "(b n) h a -> b n h a", n=n)
 
 

@@ -327,12 +327,17 @@ class UVA(nn.Module):
     @torch.no_grad()
     def forward_dynamics(self, context: dict, actions: Tensor, decode_fn: Callable | None = None,
                          n_steps: int | None = None, generator: torch.Generator | None = None,
-                         temperature: float = 1.0, head_steps: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                         temperature: float = 1.0, head_steps: int | None = None,
+                         frames: tuple[int, ...] | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Future latents (B, n_future, C, h, w) given history and actions (B, H, A), MaskGIT-style.
 
         n_steps unmasking steps (default n_video_sample_steps; 1 = all tokens at once), each
         drawing the revealed tokens with head_steps DDIM steps of the video head (default its
-        config's). With decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the
+        config's). frames: the future frames the caller will read (indices into n_future, e.g.
+        (-1,)); the video head then skips the others at the last unmasking step, and they come
+        back as NaN. The transformer still reads every frame, and the head draws each token
+        independently given Z, so the frames asked for have the same distribution as without
+        ``frames``. With decode_fn (latents (M, C, h, w) -> frames (M, ...)) also returns the
         frames (B, n_future, ...).
         """
         history = self._history(context)
@@ -340,7 +345,7 @@ class UVA(nn.Module):
         if actions.shape != (history.shape[0], c.horizon, c.action_dim):
             raise ValueError(f"actions must be (B, {c.horizon}, {c.action_dim}) with B={history.shape[0]}, "
                              f"got {tuple(actions.shape)}")
-        latents = self._generate_video(history, actions, n_steps, generator, temperature, head_steps)
+        latents = self._generate_video(history, actions, n_steps, generator, temperature, head_steps, frames)
         return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
 
     @torch.no_grad()
@@ -366,7 +371,7 @@ class UVA(nn.Module):
 
     def _generate_video(self, history: Tensor, actions: Tensor | None, n_steps: int | None,
                         generator: torch.Generator | None, temperature: float,
-                        head_steps: int | None = None) -> Tensor:
+                        head_steps: int | None = None, frames: tuple[int, ...] | None = None) -> Tensor:
         """MaskGIT-style unmasking (Chang et al. 2022) with MAR's cosine schedule.
 
         Each step runs the transformer and reveals the next spatial positions of a random
@@ -379,6 +384,7 @@ class UVA(nn.Module):
         if not 1 <= n_steps <= c.n_tokens:
             raise ValueError(f"n_steps must be in [1, {c.n_tokens}] (tokens per frame), got {n_steps=}")
         B, N, device = history.shape[0], c.n_tokens, history.device
+        wanted = self._frame_selection(frames, device)  # (n_future,) bool
         future = torch.zeros(B, c.n_future * N, c.patch_dim, device=device, dtype=history.dtype)
         mask = torch.ones(B, N, dtype=torch.bool, device=device)
         order = torch.rand(B, N, generator=generator, device=device).argsort(dim=-1)
@@ -391,7 +397,10 @@ class UVA(nn.Module):
                 n_next = int(N * math.cos(math.pi / 2 * (step + 1) / n_steps))
                 n_next = max(1, min(n_masked - 1, n_next))
             reveal = torch.zeros_like(mask).scatter_(1, order[:, N - n_masked: N - n_next], True)
-            selected = einops.repeat(reveal, "b n -> b (t n)", t=c.n_future)
+            if step == n_steps - 1:  # the last step finishes only the frames asked for
+                selected = (reveal[:, None, :] & wanted[None, :, None]).flatten(1)
+            else:
+                selected = einops.repeat(reveal, "b n -> b (t n)", t=c.n_future)
             drawn = self.video_head.sample(z[selected], n_steps=head_steps, temperature=temperature,
                                            generator=generator)
             if c.video_target == "residual":  # back to absolute latents: the transformer's inputs are absolute
@@ -400,7 +409,22 @@ class UVA(nn.Module):
             future[selected] = drawn
             mask &= ~reveal
             n_masked = n_next
+        if not wanted.all():
+            future.view(B, c.n_future, N, -1)[:, ~wanted] = math.nan
         return unpatchify(future.view(B, c.n_future, N, -1), c.patch_size, c.latent_size)
+
+    def _frame_selection(self, frames: tuple[int, ...] | None, device: torch.device) -> Tensor:
+        """(n_future,) bool, True for the future frames to finish (all when frames is None)."""
+        T = self.config.n_future
+        if frames is None:
+            return torch.ones(T, dtype=torch.bool, device=device)
+        frames = tuple(frames) if isinstance(frames, (tuple, list)) else (frames,)
+        if not frames or any(isinstance(f, bool) or not isinstance(f, int) or not -T <= f < T for f in frames):
+            raise ValueError(f"frames must be a non-empty sequence of future frame indices in [-{T}, {T}), "
+                             f"got {frames=}")
+        wanted = torch.zeros(T, dtype=torch.bool, device=device)
+        wanted[list(frames)] = True
+        return wanted
 
     def _video_target(self, future: Tensor, history: Tensor) -> Tensor:
         """What the video head learns for future tokens (B, T, N, P) given history tokens."""
