@@ -101,14 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # -- the guidance decision: DP-C proposes 100, UVA imagines them, the state head scores ----
     # Each speed-up added to the previous one, all in this run (the first row is the naive one).
-    dpc_steps = uva.proposer.n_sample_steps
-    stages = [("model defaults: 8 unmask x 16 DDIM, every frame, DP-C 10 DDIM", naive, False, None),
-              ("+ planning sampling: 1 unmask x 4 DDIM", uva, False, None),
-              ("+ video head only on the scored frame", uva, True, None),
-              (f"+ DP-C {dpc_steps} DDIM steps (= UVA.from_pretrained)", uva, True, dpc_steps)]
+    fast_dpc = (uva.proposer.n_sample_steps, uva.proposer.timestep_spacing)
+    checkpoint_dpc = (None, None)  # 10 "leading" DDIM steps, as trained
+    stages = [("model defaults: 8 unmask x 16 DDIM, every frame, DP-C 10 DDIM", naive, False, checkpoint_dpc),
+              ("+ planning sampling: 1 unmask x 4 DDIM", uva, False, checkpoint_dpc),
+              ("+ video head only on the scored frame", uva, True, checkpoint_dpc),
+              (f"+ DP-C {fast_dpc[0]} {fast_dpc[1]} DDIM steps (= UVA.from_pretrained)", uva, True, fast_dpc)]
     previous = None
-    for label, model, scored_frame_only, steps in stages:
-        model.proposer.n_sample_steps = steps
+    for label, model, scored_frame_only, dpc_sampling in stages:
+        model.proposer.n_sample_steps, model.proposer.timestep_spacing = dpc_sampling
         objective = model.objective if scored_frame_only else ReadsEveryFrame(model.objective)
         planner = Planner(model, make_optimizer("best_of_n", 100), objective=objective, n_action_steps=8,
                           warm_start=False)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         previous = ("previous row", ms)
     naive_ms = rows[0]["ms"]
     rows[-1]["speedup_over_naive"] = naive_ms / rows[-1]["ms"]
-    uva.proposer.n_sample_steps = dpc_steps
+    uva.proposer.n_sample_steps, uva.proposer.timestep_spacing = fast_dpc
     for reuse in (False, True):
         mppi = Planner(uva, MPPI(n_samples=256, n_proposals=64, n_elites=26, n_iterations=4, temperature=0.3,
                                  init_std=0.1, min_std=0.02, max_std=0.5, rescore_proposals=not reuse),
@@ -161,10 +162,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(threads)
     add(f"UVA forward dynamics, 100 chunks, {threads} threads", fd_ms, "1 thread", one_thread_ms)
     dpc_ms = median_ms(lambda: uva.proposer.sample(context, 100), args.repeats)
-    uva.proposer.n_sample_steps = None
+    uva.proposer.n_sample_steps, uva.proposer.timestep_spacing = checkpoint_dpc
     ten_ms = median_ms(lambda: uva.proposer.sample(context, 100), args.repeats)
-    uva.proposer.n_sample_steps = dpc_steps
-    add(f"DP-C, 100 candidates, {dpc_steps} DDIM steps", dpc_ms, "10 DDIM steps (the checkpoint's)", ten_ms)
+    uva.proposer.n_sample_steps, uva.proposer.timestep_spacing = fast_dpc
+    add(f"DP-C, 100 candidates, {fast_dpc[0]} DDIM steps", dpc_ms, "10 DDIM steps (the checkpoint's)", ten_ms)
 
     # -- every planner at every size, over UVA and over the simulator -------------------------
     if "planners" not in args.skip:

@@ -61,6 +61,10 @@ DESCRIPTIONS = {
 }
 
 
+# The rows whose objective is the state head (the ones --state-head changes).
+STATE_HEAD_ROWS = ("dpc+uva", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8", "dpc+uva:n32")
+
+
 def optimizer(row: str, seed: int):
     """Every UVA row spends about 100-160 imagined rollouts per plan (reported per row)."""
     if row == "cem":
@@ -74,11 +78,14 @@ def optimizer(row: str, seed: int):
     return BestOfN(n_samples=n, seed=seed)
 
 
-def build(row: str, seed: int, uva_checkpoint: str | None):
-    """The controller of one row (anything with reset / observe / plan)."""
+def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | None = None):
+    """The controller of one row (anything with reset / observe / plan). ``state_head``: the
+    state head checkpoint of the UVA rows' state objective (default: the shipped one)."""
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
-    checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else None
+    checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else {}
+    if state_head:
+        checkpoints["state_head"] = state_head
     if row == "dpc":
         return DPCPolicy(DPCProposer.from_pretrained("blockpush", seed=seed), n_action_steps=N_ACTION_STEPS)
     if row == "dpc+sim":
@@ -89,7 +96,7 @@ def build(row: str, seed: int, uva_checkpoint: str | None):
                        n_action_steps=N_ACTION_STEPS, warm_start=False)
     model = UVAWorldModel.from_pretrained("blockpush", proposer="uva" if row == "uva+uva" else "dpc",
                                           objective="goal_image" if row == "dpc+uva:goal" else "state",
-                                          checkpoints=checkpoints, seed=seed)
+                                          checkpoints=checkpoints or None, seed=seed)
     return Planner(model, optimizer(row, seed), n_action_steps=N_ACTION_STEPS, warm_start=False)
 
 
@@ -107,11 +114,17 @@ def run_row(row: str, args, revision: str) -> dict:
             console.print(f"[dim]{row}: done earlier ({done})[/]")
             return previous
     torch.manual_seed(args.seed)
-    controller = build(row, args.seed, args.uva)
+    controller = build(row, args.seed, args.uva, args.state_head)
     config = {"row": row, "description": DESCRIPTIONS[row], "n_episodes": n_episodes,
               "trials_per_task": args.trials_per_task, "n_action_steps": N_ACTION_STEPS,
               "uva": args.uva or "shipped", "threads": torch.get_num_threads(), "max_steps": args.max_steps,
               "git_revision": revision}
+    if row in STATE_HEAD_ROWS:
+        config["state_head"] = args.state_head or "shipped"
+    proposer = getattr(getattr(controller, "model", None), "proposer", None) or getattr(controller, "proposer", None)
+    if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
+        config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
+                                  proposer.timestep_spacing or "leading"]
     env_kwargs = {"render_size": 64}
     if args.max_steps:
         env_kwargs["max_episode_steps"] = args.max_steps
@@ -123,6 +136,8 @@ def run_row(row: str, args, revision: str) -> dict:
 def _same_run(previous: dict, args) -> bool:
     """A finished row counts for this run when its trials, seed, episode length and UVA match."""
     config = previous["config"]
+    if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != (args.state_head or "shipped"):
+        return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))
 
@@ -151,6 +166,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--trials-per-task", type=int, default=50, help="episodes per named assignment")
     parser.add_argument("--seed", type=int, default=100000, help="first episode seed (then +1 per episode)")
     parser.add_argument("--uva", default=None, help="UVA checkpoint (default: the shipped one)")
+    parser.add_argument("--state-head", default=None,
+                        help="state head of the UVA rows' state objective (default: the shipped one), e.g. "
+                             "outputs/train/state_head_imagined_blockpush/final")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n-gifs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default: the env's 350)")

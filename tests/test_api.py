@@ -253,3 +253,29 @@ def test_oracle_fraction_is_one_for_the_simulator_zero_for_noise_negative_revers
     assert oracle_fraction(same, 8, 0) == pytest.approx(1.0)
     assert oracle_fraction(reversed_, 8, 0) < -0.9
     assert abs(oracle_fraction(noise, 32, 0)) < 0.15  # 0 in expectation
+
+
+@pytest.mark.slow
+def test_planning_benchmark_measures_each_speed_up_beside_its_baseline(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_planning import main as bench
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    previous = torch.get_num_threads()
+    try:
+        result = bench(["--env", "pusht", "--threads", "1", "--repeats", "1", "--skip", "planners", "training",
+                        "compile", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(previous)
+    rows = {r["measure"]: r for r in result["rows"]}
+    stages = [r for r in result["rows"] if r["measure"].startswith("best-of-100 decision")]
+    assert len(stages) == 4 and stages[0]["baseline_ms"] is None
+    for before, after in zip(stages, stages[1:]):  # each row's baseline is the row before it
+        assert after["baseline_ms"] == before["ms"] and after["speedup"] == pytest.approx(before["ms"] / after["ms"])
+    assert stages[-1]["speedup_over_naive"] == pytest.approx(stages[0]["ms"] / stages[-1]["ms"])
+    once = rows["MPPI over UVA 256 x 4, proposals scored once"]
+    assert once["baseline_ms"] == rows["MPPI over UVA 256 x 4, proposals re-scored every iteration"]["ms"]
+    assert all(r["ms"] > 0 for r in result["rows"])
+    saved = json.loads((tmp_path / "planning_pusht.json").read_text())
+    assert saved["git_revision"] and saved["config"]["threads"] == 1

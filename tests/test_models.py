@@ -498,3 +498,17 @@ def test_head_ddim_loop_matches_diffusers_step(prediction_type, clip_sample):
             c = head.time_embed(timestep_features(t.reshape(1))) + head.cond_embed(cond)
             x = scheduler.step(head._denoise(x, c), t, x, eta=0.0).prev_sample
     assert torch.allclose(ours, x, rtol=1e-5, atol=1e-5 * x.abs().max().item())
+
+
+def test_ddim_trailing_spacing_starts_at_pure_noise():
+    from uva_plan.models.diff_head import ddim_schedule
+
+    head = DiffusionHead(DiffusionHeadConfig(target_dim=2, cond_dim=2, n_train_steps=100))
+    leading = [int(t) for t, _, _ in ddim_schedule(head.sample_scheduler, 5)]
+    trailing = ddim_schedule(head.sample_scheduler, 5, spacing="trailing")
+    assert leading == [80, 60, 40, 20, 0]
+    assert [int(t) for t, _, _ in trailing] == [99, 79, 59, 39, 19]
+    assert trailing[-1][2] == 1.0  # the last step lands on x0 (alpha_bar_prev = 1)
+    assert trailing[0][1] < 1e-3 < ddim_schedule(head.sample_scheduler, 5)[0][1]
+    with pytest.raises(ValueError, match="spacing"):
+        ddim_schedule(head.sample_scheduler, 5, spacing="linspace")

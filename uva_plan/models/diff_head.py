@@ -164,10 +164,11 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"n_steps must be in [2, {self.config.n_train_steps}], got {n_steps=}")
         x = torch.randn((cond.shape[0], self.config.target_dim), generator=generator,
                         device=cond.device, dtype=cond.dtype) * temperature
-        cond_embedding = self.cond_embed(cond)  # once, and each step's t embedded once for all rows
-        for t, alpha, alpha_prev in ddim_schedule(self.sample_scheduler, n_steps, cond.device):
-            c = self.time_embed(timestep_features(t.reshape(1))) + cond_embedding
-            x = ddim_step(self.sample_scheduler, self._denoise(x, c), x, alpha, alpha_prev)
+        schedule = ddim_schedule(self.sample_scheduler, n_steps, cond.device)
+        cond_embedding = self.cond_embed(cond)  # once; every step's t embedded in one batched call
+        time_embeddings = self.time_embed(timestep_features(torch.stack([t for t, _, _ in schedule])))
+        for (_, alpha, alpha_prev), time_embedding in zip(schedule, time_embeddings):
+            x = ddim_step(self.sample_scheduler, self._denoise(x, time_embedding + cond_embedding), x, alpha, alpha_prev)
         return x
 
 
