@@ -136,8 +136,14 @@ def main(argv: list[str] | None = None) -> dict:
     def with_video():
         chunk = uva.policy(context)
         uva.decode(uva.rollout(context, chunk[None]).latents[0])
-    add("UVA policy chunk (video skipped), B=1", policy_ms, "policy + imagined, decoded video",
-        median_ms(with_video, max(args.repeats, 10)))
+    add(f"UVA policy chunk (video skipped), B=1, {uva.action_head_steps} action DDIM steps", policy_ms,
+        "policy + imagined, decoded video", median_ms(with_video, max(args.repeats, 10)))
+    steps = uva.action_head_steps
+    uva.action_head_steps = None
+    add(f"UVA policy chunk, {steps} action DDIM steps against the config's", policy_ms,
+        f"{uva.uva.config.n_action_sample_steps} steps (the config's)", median_ms(lambda: uva.policy(context),
+                                                                                  max(args.repeats, 10)))
+    uva.action_head_steps = steps
     actions = uva.sample(context, 100)
     fd_ms = median_ms(lambda: uva.rollout(context, actions), args.repeats)
     naive_fd_ms = median_ms(lambda: naive.rollout(context, actions), 1)

@@ -119,6 +119,8 @@ def run_row(row: str, args, revision: str) -> dict:
               "trials_per_task": args.trials_per_task, "n_action_steps": N_ACTION_STEPS,
               "uva": args.uva or "shipped", "threads": torch.get_num_threads(), "max_steps": args.max_steps,
               "git_revision": revision}
+    if getattr(getattr(controller, "model", None), "action_head_steps", None) is not None:
+        config["uva_action_head_steps"] = controller.model.action_head_steps
     if row in STATE_HEAD_ROWS:
         config["state_head"] = args.state_head or "shipped"
     proposer = getattr(getattr(controller, "model", None), "proposer", None) or getattr(controller, "proposer", None)

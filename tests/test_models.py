@@ -512,3 +512,17 @@ def test_ddim_trailing_spacing_starts_at_pure_noise():
     assert trailing[0][1] < 1e-3 < ddim_schedule(head.sample_scheduler, 5)[0][1]
     with pytest.raises(ValueError, match="spacing"):
         ddim_schedule(head.sample_scheduler, 5, spacing="linspace")
+
+
+def test_action_head_steps_are_chosen_per_call():
+    model = wake_heads(make_uva())
+    context = history_context(model.config, uva_batch(model.config))
+
+    def draw(**kw):
+        return model.policy(context, generator=torch.Generator().manual_seed(0), **kw)
+
+    default, fewer = draw(), draw(n_steps=2)
+    assert fewer.shape == default.shape and torch.equal(default, draw(n_steps=model.config.n_action_sample_steps))
+    assert not torch.allclose(default, fewer)
+    with pytest.raises(ValueError, match="n_steps"):
+        draw(n_steps=1)

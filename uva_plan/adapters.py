@@ -152,6 +152,7 @@ class UVAWorldModel:
     def __init__(self, uva, vae, action_normalizer, env_id: str | None = None,
                  n_video_steps: int | None = None, temperature: float = 1.0,
                  max_batch: int | None = None, seed: int = 0, video_head_steps: int | None = None,
+                 action_head_steps: int | None = None,
                  proposer=None, objective=None):
         c = uva.config
         if vae.config.latent_channels != c.latent_channels or vae.config.latent_size != c.latent_size:
@@ -170,7 +171,11 @@ class UVAWorldModel:
             raise ValueError(f"proposer must have sample(context, n), got {type(proposer).__name__}")
         if objective is not None and not callable(getattr(objective, "cost", None)):
             raise ValueError(f"objective must have cost(rollout), got {type(objective).__name__}")
+        if action_head_steps is not None and (isinstance(action_head_steps, bool) or not isinstance(action_head_steps, int)
+                                              or action_head_steps < 2):
+            raise ValueError(f"action_head_steps must be an int >= 2 (DDIM) or None, got {action_head_steps=}")
         self.video_head_steps, self.proposer, self.objective = video_head_steps, proposer, objective
+        self.action_head_steps = action_head_steps
         self.uva, self.vae = uva.eval(), vae.eval()
         self.normalizer, self.env_id = action_normalizer, env_id
         self.n_video_steps, self.temperature, self.max_batch, self.seed = n_video_steps, temperature, max_batch, seed
@@ -223,8 +228,11 @@ class UVAWorldModel:
         the checkpoint's 10, "leading"); the default, 5 "trailing" steps, halves the proposer's
         time (measured in the README: 19/20 Push-T episodes against 20/20 with the simulator
         ranking the candidates; 5 "leading" steps gave 16/20).
-        Other keyword arguments go to the constructor (``n_video_steps``, ``video_head_steps``,
-        ``temperature``, ``max_batch``, ``seed``). Defaults are the planning settings measured
+        UVA's own action chunks (``policy``, ``proposer="uva"``) take 8 DDIM steps of the action
+        head, half the config's 16 and about half the latency, at no measured cost (Push-T policy
+        action error 61.9 against 63.7 px). Other keyword arguments go to the constructor
+        (``n_video_steps``, ``video_head_steps``, ``action_head_steps``, ``temperature``,
+        ``max_batch``, ``seed``). Defaults are the planning settings measured
         in the README: every future token at once (1 unmasking step), 4 DDIM steps of the video
         head, temperature 0.01 (near the mode: forward-dynamics error 0.65x copy-last-frame's on
         held-out Push-T windows, against 0.89x at temperature 1).
@@ -247,7 +255,7 @@ class UVAWorldModel:
             raise ValueError(f"checkpoints keys must be among {hub.PARTS}, got {sorted(unknown)}")
         for part in hub.PARTS:
             paths.setdefault(part, None)
-        kwargs = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01, **kwargs}
+        kwargs = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01, "action_head_steps": 8, **kwargs}
         if paths["uva"] is None:
             model = hub.load_world_model(env, **kwargs)
         else:
@@ -324,12 +332,14 @@ class UVAWorldModel:
         if self.proposer is not None:
             return self.proposer.sample(context, n)
         with torch.inference_mode():
-            return self.uva.sample_actions({"latents": context.latents}, n, generator=self.generator).clamp(-1, 1)
+            return self.uva.sample_actions({"latents": context.latents}, n, generator=self.generator,
+                                           n_steps=self.action_head_steps).clamp(-1, 1)
 
     def policy(self, context: LatentContext) -> Tensor:
         """One chunk (H, A), normalised; the video head never runs."""
         with torch.inference_mode():
-            return self.uva.policy({"latents": context.latents}, generator=self.generator)[0].clamp(-1, 1)
+            return self.uva.policy({"latents": context.latents}, generator=self.generator,
+                                   n_steps=self.action_head_steps)[0].clamp(-1, 1)
 
     def rollout(self, context: LatentContext, actions: Tensor, frames: tuple[int, ...] | None = None) -> Rollout:
         """Imagined latents (N, n_future, C, h, w) of the future frames each chunk leads to.

@@ -147,15 +147,15 @@ def eval_state_head_imagined(path: str, model: UVAWorldModel, windows: dict, pre
     return out
 
 
-def eval_inverse(model: UVAWorldModel, windows: dict, batch: int, seed: int) -> dict:
+def eval_inverse(model: UVAWorldModel, windows: dict, batch: int, seed: int, action_steps: int | None = None) -> dict:
     n_hist = model.n_frames
     generator = torch.Generator().manual_seed(seed)
     inferred, policy = [], []
     with torch.inference_mode():
         for i in range(0, len(windows["latents"]), batch):
             lat = windows["latents"][i: i + batch]
-            inferred.append(model.uva.inverse_dynamics(lat[:, n_hist:], generator=generator))
-            policy.append(model.uva.policy({"latents": lat[:, :n_hist]}, generator=generator))
+            inferred.append(model.uva.inverse_dynamics(lat[:, n_hist:], generator=generator, n_steps=action_steps))
+            policy.append(model.uva.policy({"latents": lat[:, :n_hist]}, generator=generator, n_steps=action_steps))
     true = windows["actions_env"]
     out = {"n_windows": len(true)}
     for name, pred in (("inverse_dynamics", inferred), ("policy_from_history", policy)):
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-steps", type=int, default=None, help="video unmasking steps (default: config)")
     parser.add_argument("--head-steps", type=int, default=None, help="video-head DDIM steps (default: config)")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--action-steps", type=int, default=None, help="action-head DDIM steps (default: config)")
     parser.add_argument("--episodes", type=int, default=50, help="policy episodes (0 skips them)")
     parser.add_argument("--episode-seed", type=int, default=100_000, help="first seed of the policy episodes")
     parser.add_argument("--n-action-steps", type=int, default=8, help="policy actions executed per chunk")
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   f"{row['angle_mean_deg']:.1f}")
         console.print(table)
     if "inverse" not in args.skip:
-        result["inverse_dynamics"] = r = eval_inverse(model, windows, args.batch, args.seed)
+        result["inverse_dynamics"] = r = eval_inverse(model, windows, args.batch, args.seed, args.action_steps)
         _table(f"Action error (px) on {r['n_windows']} held-out windows",
                [(f"{name} {stat}", f"{r[name][stat + '_px']:.1f}")
                 for name in ("inverse_dynamics", "policy_from_history") for stat in ("mean", "median", "p90")])

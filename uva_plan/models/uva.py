@@ -309,20 +309,23 @@ class UVA(nn.Module):
     # ----- inference: one method per task mode -----
 
     @torch.no_grad()
-    def policy(self, context: dict, generator: torch.Generator | None = None) -> Tensor:
-        """Action chunks (B, H, A) from context["latents"] (B, n_history, C, h, w); no video head."""
+    def policy(self, context: dict, generator: torch.Generator | None = None, n_steps: int | None = None) -> Tensor:
+        """Action chunks (B, H, A) from context["latents"] (B, n_history, C, h, w); no video head.
+        n_steps: DDIM steps of the action head (default n_action_sample_steps)."""
         z = self.encode(self._history(context), None, None, None)
-        return self._sample_actions(z, generator)
+        return self._sample_actions(z, generator, n_steps=n_steps)
 
     @torch.no_grad()
-    def sample_actions(self, context: dict, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample_actions(self, context: dict, n: int, generator: torch.Generator | None = None,
+                       n_steps: int | None = None) -> Tensor:
         """n action chunks (n, H, A) for one context (B = 1): one transformer pass, n head draws."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be an int >= 1 (action chunks to draw), got {n=}")
         history = self._history(context)
         if history.shape[0] != 1:
             raise ValueError(f"sample_actions takes one context (B = 1), got B={history.shape[0]}")
-        return self._sample_actions(self.encode(history, None, None, None), generator, n_per_context=n)
+        return self._sample_actions(self.encode(history, None, None, None), generator, n_per_context=n,
+                                    n_steps=n_steps)
 
     @torch.no_grad()
     def forward_dynamics(self, context: dict, actions: Tensor, decode_fn: Callable | None = None,
@@ -357,16 +360,18 @@ class UVA(nn.Module):
         return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
 
     @torch.no_grad()
-    def inverse_dynamics(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def inverse_dynamics(self, latents: Tensor, generator: torch.Generator | None = None,
+                         n_steps: int | None = None) -> Tensor:
         """Action chunks (B, H, A) that lead through future latents (B, n_future, C, h, w); history masked."""
         future = patchify(self._check(latents, self.config.n_future), self.config.patch_size)
-        return self._sample_actions(self.encode(None, future, None, None), generator)
+        return self._sample_actions(self.encode(None, future, None, None), generator, n_steps=n_steps)
 
     # ----- helpers -----
 
-    def _sample_actions(self, z: Tensor, generator: torch.Generator | None, n_per_context: int = 1) -> Tensor:
+    def _sample_actions(self, z: Tensor, generator: torch.Generator | None, n_per_context: int = 1,
+                        n_steps: int | None = None) -> Tensor:
         cond = self.frame_summary(z).repeat_interleave(n_per_context, dim=0)
-        flat = self.action_head.sample(cond, generator=generator)
+        flat = self.action_head.sample(cond, n_steps=n_steps, generator=generator)
         return einops.rearrange(flat, "b (h a) -> b h a", a=self.config.action_dim)
 
     def _generate_video(self, history: Tensor, actions: Tensor | None, n_steps: int | None,
