@@ -46,9 +46,11 @@ pretrained: $(STAMP)
 	$(TRAIN) train=vae
 	$(PY) -m uva_plan.hub export vae outputs/train/vae/final
 	pids=; for e in pusht blockpush; do $(TRAIN) train=uva "data.stores=[data/$$e]" $(VAE) out_dir=outputs/train/uva_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
+	for e in pusht blockpush; do $(PY) -m uva_plan.hub export $$e/uva outputs/train/uva_$$e/final || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=dpc "data.stores=[data/$$e]" $(VAE) threads=1 out_dir=outputs/train/dpc_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head "data.stores=[data/$$e]" model.env=$$e $(VAE) threads=1 out_dir=outputs/train/state_head_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
-	for e in pusht blockpush; do for m in uva dpc state_head; do \
+	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head_imagined "data.stores=[data/$$e]" model.env=$$e $(VAE) data.imagined_uva=uva_plan/pretrained/$$e/uva threads=1 out_dir=outputs/train/state_head_imagined_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
+	for e in pusht blockpush; do for m in dpc state_head state_head_imagined; do \
 		$(PY) -m uva_plan.hub export $$e/$$m outputs/train/$${m}_$$e/final || exit 1; done; done
 
 clean-venv:

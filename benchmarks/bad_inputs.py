@@ -354,6 +354,8 @@ def shipped_cases(add) -> None:
         model.proposer.dpc, model.proposer.normalizers, timestep_spacing="linspace"), "timestep_spacing", "linspace")
     add("UVA.from_pretrained", "action_head_steps 1", lambda: UVAWorldModel.from_pretrained(
         "pusht", action_head_steps=1), "action_head_steps")
+    add("UVA.from_pretrained", "state_head 'best'", lambda: UVAWorldModel.from_pretrained(
+        "pusht", state_head="best"), "state_head", "best")
     add("UVA.from_pretrained", "dpc_steps 0", lambda: UVAWorldModel.from_pretrained("pusht", dpc_steps=0),
         "dpc_steps")
     add("UVAWorldModel.rollout", "frames (4,) of 4 future frames", lambda: model.rollout(

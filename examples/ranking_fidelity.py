@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     model = UVAWorldModel.from_pretrained(args.env, checkpoints={"uva": args.uva} if args.uva else None,
                                          n_video_steps=args.n_video_steps, video_head_steps=args.video_head_steps,
-                                         temperature=args.temperature,
+                                         temperature=args.temperature, state_head="real",
                                          seed=args.seed)
+    # "state_head": the shipped head trained on real frames; add others with --state-head NAME=CKPT.
     objectives = {"state_head": model.objective, "goal_image": EnvGoalImage(env_id, model)}
     for spec in args.state_head:
         name, sep, path = spec.partition("=")

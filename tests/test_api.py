@@ -279,3 +279,21 @@ def test_planning_benchmark_measures_each_speed_up_beside_its_baseline(tmp_path)
     assert all(r["ms"] > 0 for r in result["rows"])
     saved = json.loads((tmp_path / "planning_pusht.json").read_text())
     assert saved["git_revision"] and saved["config"]["threads"] == 1
+
+
+def test_from_pretrained_state_head_choice():
+    """The "state" objective reads the imagination-trained head by default, the real-frame one on
+    request, and an explicit checkpoint over both."""
+    from uva_plan import hub
+
+    def head_weights(model):
+        return next(model.objective.state_head.parameters()).detach().clone()
+
+    imagined = UVAWorldModel.from_pretrained("blockpush")
+    real = UVAWorldModel.from_pretrained("blockpush", state_head="real")
+    given = UVAWorldModel.from_pretrained("blockpush", state_head="real", checkpoints={
+        "state_head": hub.pretrained_checkpoint("blockpush/state_head_imagined")})
+    assert not torch.equal(head_weights(imagined), head_weights(real))
+    assert torch.equal(head_weights(imagined), head_weights(given))
+    with pytest.raises(ValueError, match="state_head must be 'imagined' or 'real'"):
+        UVAWorldModel.from_pretrained("blockpush", state_head="best")

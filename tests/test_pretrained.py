@@ -20,7 +20,7 @@ def test_shipped_weights_fit_the_budget():
     assert total_bytes() <= 40 * 10**6
     vae_sha = read_meta(pretrained_checkpoint("vae"))["files"]["model.safetensors"]["sha256"]
     for env in ENVS:
-        for part in ("uva", "dpc", "state_head"):
+        for part in ("uva", "dpc", "state_head", "state_head_imagined"):
             meta = read_meta(pretrained_checkpoint(f"{env}/{part}"))  # verifies the files' hashes
             assert meta["env_id"] == ENVS[env] and meta["extra"]["vae"]["weights_sha256"] == vae_sha
 
@@ -43,6 +43,14 @@ def test_shipped_models_on_real_frames(env):
         pred = head.predict(world.encode(frames)).double().numpy()
     xy_error = np.linalg.norm(pred[:, :2] - np.array(true)[:, :2], axis=1)
     assert np.median(xy_error) < (20.0 if env == "pusht" else 60.0), xy_error
+
+    # The imagination-trained head was trained on this UVA's imagined frames, and still reads real ones.
+    imagined_head, meta = load_model(pretrained_checkpoint(f"{env}/state_head_imagined"), expected_kind="state_head")
+    assert meta["extra"]["imagined"]["uva"].endswith(f"{env}/uva")
+    with torch.inference_mode():
+        pred = imagined_head.predict(world.encode(frames)).double().numpy()
+    xy_error = np.linalg.norm(pred[:, :2] - np.array(true)[:, :2], axis=1)
+    assert np.median(xy_error) < (30.0 if env == "pusht" else 80.0), xy_error
 
     # Forward dynamics and the DP-C proposer run on a real context and stay in bounds.
     context = world.context([observations[0]] * world.n_history)

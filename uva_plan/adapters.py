@@ -216,7 +216,8 @@ class UVAWorldModel:
     @classmethod
     def from_pretrained(cls, env: str, proposer: str = "dpc", objective: str = "state",
                         checkpoints: dict | None = None, dpc_steps: int | None = DPC_PLANNING_STEPS,
-                        dpc_spacing: str | None = DPC_PLANNING_SPACING, **kwargs) -> UVAWorldModel:
+                        dpc_spacing: str | None = DPC_PLANNING_SPACING, state_head: str = "imagined",
+                        **kwargs) -> UVAWorldModel:
         """The shipped UVA of ``env`` ("pusht" or "blockpush") with its VAE, ready to plan with.
 
         ``proposer``: "dpc" (the shipped DP-C, the paper's guidance setting) or "uva" (UVA's own
@@ -224,6 +225,10 @@ class UVAWorldModel:
         "goal_image" (``EnvGoalImage``), what ``Planner(model)`` minimises when given none.
         ``checkpoints`` replaces shipped parts by trained ones, e.g. ``{"uva": "outputs/train/
         uva_pusht/final"}`` (keys "uva", "dpc", "state_head"; the VAE stays the shipped one).
+        ``state_head``: which shipped head the "state" objective reads, "imagined" (trained on
+        real frames and on this UVA's imagined ones: it reads imagined frames about twice as
+        accurately, and ranks BlockPush candidates better, README) or "real" (real frames only);
+        a ``checkpoints["state_head"]`` overrides both.
         ``dpc_steps`` / ``dpc_spacing``: DDIM steps and timestep spacing of each DP-C draw (None:
         the checkpoint's 10, "leading"); the default, 5 "trailing" steps, halves the proposer's
         time (measured in the README: 19/20 Push-T episodes against 20/20 with the simulator
@@ -247,6 +252,8 @@ class UVAWorldModel:
             raise ValueError(f"proposer must be 'dpc' or 'uva', got {proposer!r}")
         if objective not in ("state", "goal_image"):
             raise ValueError(f"objective must be 'state' or 'goal_image', got {objective!r}")
+        if state_head not in ("imagined", "real"):
+            raise ValueError(f"state_head must be 'imagined' or 'real', got {state_head!r}")
         if dpc_steps is not None and (isinstance(dpc_steps, bool) or not isinstance(dpc_steps, int) or dpc_steps < 2):
             raise ValueError(f"dpc_steps must be None or an int >= 2 (DDIM steps per DP-C draw), got {dpc_steps=}")
         paths = dict(checkpoints or {})
@@ -267,8 +274,9 @@ class UVAWorldModel:
                                                          vae=model.vae, seed=model.seed, n_sample_steps=dpc_steps,
                                                          timestep_spacing=dpc_spacing)
         if objective == "state":
-            head, _ = load_model(paths["state_head"] or hub.pretrained_checkpoint(f"{env}/state_head"),
-                                 expected_kind="state_head")
+            shipped = f"{env}/state_head" + ("_imagined" if state_head == "imagined" else "")
+            given = paths["state_head"] or (paths["state_head_imagined"] if state_head == "imagined" else None)
+            head, _ = load_model(given or hub.pretrained_checkpoint(shipped), expected_kind="state_head")
             model.objective = StateReward(head.eval(), hub.ENVS[env])
         else:
             model.objective = EnvGoalImage(hub.ENVS[env], model)

@@ -6,6 +6,8 @@ Layout (each a checkpoint directory: model.safetensors + meta.json, see ``checkp
     uva_plan/pretrained/<env>/uva/           UVA trained on that environment's latents
     uva_plan/pretrained/<env>/dpc/           DP-C proposal policy          (when trained)
     uva_plan/pretrained/<env>/state_head/    object poses from one latent  (when trained)
+    uva_plan/pretrained/<env>/state_head_imagined/   the same head, also trained on the UVA's
+                                             imagined frames (uva_plan/data/imagined.py)
 
 Weights are stored in float16 (``dtype``) and load back into float32 modules. Each exported
 checkpoint that was trained on VAE latents records the shipped VAE's weights hash, so the
@@ -26,7 +28,8 @@ from uva_plan.checkpoint import MODEL_FILE, _write_checkpoint_dir, read_meta, re
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 ENVS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
-PARTS = ("uva", "dpc", "state_head")
+PARTS = ("uva", "dpc", "state_head", "state_head_imagined")
+KIND_OF_PART = {"state_head_imagined": "state_head"}  # the checkpoint kind of a part, when not its name
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -61,7 +64,8 @@ def export(name: str, checkpoint: str | Path, dtype: str = "float16", root: Path
     dest = entry_path(name, root)
     src = resolve_checkpoint(checkpoint)
     meta = read_meta(src)
-    expected_kind = "vae" if name == "vae" else name.partition("/")[2]
+    part = name.partition("/")[2]
+    expected_kind = "vae" if name == "vae" else KIND_OF_PART.get(part, part)
     if meta["kind"] != expected_kind:
         raise ValueError(f"{src} is a {meta['kind']!r} checkpoint; {name!r} needs a {expected_kind!r} one")
     if name != "vae" and meta.get("env_id") not in (None, ENVS[name.partition('/')[0]]):
