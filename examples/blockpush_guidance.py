@@ -122,7 +122,7 @@ def run_row(row: str, args, revision: str) -> dict:
     if getattr(getattr(controller, "model", None), "action_head_steps", None) is not None:
         config["uva_action_head_steps"] = controller.model.action_head_steps
     if row in STATE_HEAD_ROWS:
-        config["state_head"] = args.state_head or "shipped"
+        config["state_head"] = _state_head_id(args)
     proposer = getattr(getattr(controller, "model", None), "proposer", None) or getattr(controller, "proposer", None)
     if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
         config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
@@ -135,10 +135,17 @@ def run_row(row: str, args, revision: str) -> dict:
     return json.loads(done.read_text())
 
 
+def _state_head_id(args) -> str:
+    """What the UVA rows' state objective reads: the given checkpoint, or the shipped default."""
+    return args.state_head or "shipped:state_head_imagined"
+
+
 def _same_run(previous: dict, args) -> bool:
     """A finished row counts for this run when its trials, seed, episode length and UVA match."""
     config = previous["config"]
-    if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != (args.state_head or "shipped"):
+    # Rows recorded before the imagination-trained head became the default say "shipped" (or
+    # nothing): they read the real-frame head.
+    if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != _state_head_id(args):
         return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))

@@ -165,17 +165,22 @@ class Optimizer:
     n_proposals: int = 0  # how many proposer samples `search` wants; Planner asks for this many
 
     def __init__(self, low: float | Tensor = -1.0, high: float | Tensor = 1.0, seed: int = 0,
-                 max_batch: int | None = None) -> None:
+                 max_batch: int | None = None, rescore_proposals: bool = False) -> None:
         self.low, self.high = _as_bound("low", low), _as_bound("high", high)
         if not (self.low < self.high).all():
             raise ValueError(f"low must be < high in every action dim, got {low=} and {high=}")
         check_int("seed", seed, 0)
         if max_batch is not None:
             check_int("max_batch", max_batch, 1)
-        self.seed, self.max_batch = seed, max_batch
+        # The proposals are the same rows in every iteration of a search: scored once per search
+        # unless asked (a stochastic cost then gets a fresh draw in each iteration).
+        if not isinstance(rescore_proposals, bool):
+            raise ValueError(f"rescore_proposals must be a bool, got {rescore_proposals=}")
+        self.seed, self.max_batch, self.rescore_proposals = seed, max_batch, rescore_proposals
         self.generator = torch.Generator().manual_seed(seed)
         self.n_evaluations = 0  # candidates scored in the current search
         self.n_cost_calls = 0
+        self._proposal_costs: Tensor | None = None  # this search's proposals' costs
 
     def reset(self) -> None:
         """Re-seed and forget carried state: afterwards behave exactly like a fresh optimiser."""
@@ -195,6 +200,7 @@ class Optimizer:
 
     def _start(self) -> _Trace:
         self.n_evaluations = self.n_cost_calls = 0
+        self._proposal_costs = None
         return _Trace()
 
     def _randn(self, *shape: int, like: Tensor) -> Tensor:
@@ -254,25 +260,36 @@ class Optimizer:
             raise RuntimeError(f"all {n_candidates} candidates evaluated have a non-finite cost")
         return costs
 
-    def _evaluate_parts(self, cost: CostFn, parts: list[tuple[Tensor, Tensor | None]]) -> Tensor:
-        """Costs (N,) of the population torch.cat([p for p, _ in parts]), in that order.
+    def _evaluate_population(self, cost: CostFn, parts: list[Tensor],
+                             proposals: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The population torch.cat(parts) (N, H, A) and its costs (N,), in that order.
 
-        A part given with its known costs (already sanitised by ``_evaluate``) is not scored
-        again: the proposals, the same rows in every iteration, are scored once per search.
-        The other parts are scored together, in one ``_evaluate``. Raises RuntimeError when
-        every cost is non-finite.
+        ``proposals``, when given, is one of ``parts`` (the same tensor object in every
+        iteration of a search): its costs from the search's first call are reused unless
+        ``rescore_proposals``. The other parts are scored together in one ``_evaluate``.
+        Raises RuntimeError when every cost is non-finite.
         """
-        fresh_parts = [part for part, known in parts if known is None]
-        fresh = self._evaluate(cost, torch.cat(fresh_parts), require_finite=False) if fresh_parts else None
+        population = torch.cat(parts)
+        known = None if self.rescore_proposals else self._proposal_costs
+
+        def reused(part: Tensor) -> bool:
+            return part is proposals and known is not None
+
+        fresh = [part for part in parts if not reused(part) and len(part)]
+        fresh_costs = self._evaluate(cost, torch.cat(fresh), require_finite=False) if fresh else None
         costs, start = [], 0
-        for part, known in parts:
-            if known is None:
-                known, start = fresh[start: start + part.shape[0]], start + part.shape[0]
-            costs.append(known)
+        for part in parts:
+            if reused(part):
+                costs.append(known)
+            elif len(part):  # an empty part (e.g. MPPI with only proposals) adds no rows
+                costs.append(fresh_costs[start: start + len(part)])
+                start += len(part)
+                if part is proposals:
+                    self._proposal_costs = costs[-1]
         costs = torch.cat(costs)
         if torch.isinf(costs).all():
             raise RuntimeError(f"all {costs.shape[0]} candidates evaluated have a non-finite cost")
-        return costs
+        return population, costs
 
     @staticmethod
     def _select_elites(population: Tensor, costs: Tensor, n_elites: int) -> tuple[Tensor, Tensor]:

@@ -21,7 +21,8 @@ class CEM(Optimizer):
                  init_std: float = 0.5, min_std: float = 0.05, momentum: float = 0.0,
                  n_proposals: int = 0, low: float | Tensor = -1.0, high: float | Tensor = 1.0,
                  seed: int = 0, max_batch: int | None = None, rescore_proposals: bool = False) -> None:
-        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
+        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
+                         rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
         check_float("init_std", init_std, 0.0, open_low=True)
         check_float("min_std", min_std, 0.0)
@@ -30,11 +31,6 @@ class CEM(Optimizer):
         self.n_samples, self.n_elites, self.n_iterations = n_samples, n_elites, n_iterations
         self.init_std, self.min_std, self.momentum = init_std, min_std, momentum
         self.n_proposals = n_proposals  # 0: use every proposal given
-        # The proposals are the same rows every iteration: scored once per search unless asked
-        # (a stochastic cost then gets a fresh draw each iteration).
-        if not isinstance(rescore_proposals, bool):
-            raise ValueError(f"rescore_proposals must be a bool, got {rescore_proposals=}")
-        self.rescore_proposals = rescore_proposals
 
     def search(self, cost: CostFn, init: Tensor, proposals: Tensor | None = None) -> PlanResult:
         """Minimise cost: (N, H, A) -> (N,) from mean init (H, A), mixing in proposals (M, H, A)."""
@@ -42,14 +38,10 @@ class CEM(Optimizer):
         proposals = self._take_proposals(proposals, init)
         trace = self._start()
         mean, std = init.clone(), torch.full_like(init, self.init_std)  # (H, A) each
-        proposal_costs = None
         for _ in range(self.n_iterations):
             samples = self._clip(mean + std * self._randn(self.n_samples, *init.shape, like=init))
-            parts = [(samples, None)] if proposals is None else [(samples, None), (proposals, proposal_costs)]
-            population = torch.cat([part for part, _ in parts])
-            costs = self._evaluate_parts(cost, parts)  # (N,)
-            if proposals is not None and not self.rescore_proposals:
-                proposal_costs = costs[samples.shape[0]:]
+            parts = [samples] if proposals is None else [samples, proposals]
+            population, costs = self._evaluate_population(cost, parts, proposals)  # (N, H, A), (N,)
             elites, _ = self._select_elites(population, costs, self.n_elites)  # (K, H, A)
             mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
             std = self.momentum * std + (1 - self.momentum) * elites.std(0, correction=0)

@@ -56,7 +56,8 @@ class ICEM(Optimizer):
                  momentum: float = 0.1, n_proposals: int = 0, low: float | Tensor = -1.0,
                  high: float | Tensor = 1.0, seed: int = 0, max_batch: int | None = None,
                  rescore_proposals: bool = False) -> None:
-        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
+        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
+                         rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
         check_float("init_std", init_std, 0.0, open_low=True)
         check_float("min_std", min_std, 0.0)
@@ -70,11 +71,6 @@ class ICEM(Optimizer):
         self.shrink_factor, self.momentum = shrink_factor, momentum
         self.n_kept = round(keep_elite_fraction * n_elites)
         self.n_proposals = n_proposals  # 0: use every proposal given
-        # The proposals are the same rows every iteration: scored once per search unless asked
-        # (a stochastic cost then gets a fresh draw each iteration).
-        if not isinstance(rescore_proposals, bool):
-            raise ValueError(f"rescore_proposals must be a bool, got {rescore_proposals=}")
-        self.rescore_proposals = rescore_proposals
         self.elites: Tensor | None = None  # (K, H, A) the last search's elites, carried to the next
 
     def reset(self) -> None:
@@ -101,21 +97,17 @@ class ICEM(Optimizer):
         if carried is not None and carried.shape[1:] != init.shape:  # horizon changed: start afresh
             carried = None
         kept = None if carried is None else carried[: self.n_kept].to(init)
-        proposal_costs = None
         for iteration in range(self.n_iterations):
             noise = colored_noise(self.population_size(iteration), *init.shape, self.noise_beta,
                                   self.generator).to(init)
-            parts = [(self._clip(mean + std * noise), None)]
+            parts = [self._clip(mean + std * noise)]
             if kept is not None:
-                parts.append((kept, None))
+                parts.append(kept)
             if iteration == self.n_iterations - 1:
-                parts.append((mean[None], None))
+                parts.append(mean[None])
             if proposals is not None:
-                parts.append((proposals, proposal_costs))
-            population = torch.cat([part for part, _ in parts])  # (N, H, A)
-            costs = self._evaluate_parts(cost, parts)
-            if proposals is not None and not self.rescore_proposals:
-                proposal_costs = costs[population.shape[0] - proposals.shape[0]:]
+                parts.append(proposals)
+            population, costs = self._evaluate_population(cost, parts, proposals)  # (N, H, A), (N,)
             elites, _ = self._select_elites(population, costs, self.n_elites)  # (K, H, A)
             mean = self.momentum * mean + (1 - self.momentum) * elites.mean(0)
             std = self.momentum * std + (1 - self.momentum) * elites.std(0, correction=0)

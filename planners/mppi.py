@@ -31,7 +31,8 @@ class MPPI(Optimizer):
                  max_std: float = 2.0, n_proposals: int = 24, sample_final: bool = True,
                  low: float | Tensor = -1.0, high: float | Tensor = 1.0, seed: int = 0,
                  max_batch: int | None = None, rescore_proposals: bool = False) -> None:
-        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
+        super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
+                         rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
         check_float("temperature", temperature, 0.0, open_low=True)
         check_float("init_std", init_std, 0.0, open_low=True)
@@ -44,11 +45,6 @@ class MPPI(Optimizer):
         self.temperature, self.init_std = temperature, init_std
         self.min_std, self.max_std = min_std, max_std
         self.n_proposals, self.sample_final = n_proposals, sample_final
-        # The proposals are the same rows every iteration: scored once per search unless asked
-        # (a stochastic cost then gets a fresh draw each iteration).
-        if not isinstance(rescore_proposals, bool):
-            raise ValueError(f"rescore_proposals must be a bool, got {rescore_proposals=}")
-        self.rescore_proposals = rescore_proposals
 
     def search(self, cost: CostFn, init: Tensor, proposals: Tensor | None = None) -> PlanResult:
         """Minimise cost: (N, H, A) -> (N,) from mean init (H, A), mixing in proposals (M, H, A)."""
@@ -59,14 +55,10 @@ class MPPI(Optimizer):
         n_gaussian = self.n_samples - (0 if proposals is None else proposals.shape[0])
         trace = self._start()
         mean, std = init.clone(), torch.full_like(init, self.init_std)  # (H, A) each
-        proposal_costs = None
         for _ in range(self.n_iterations):
             samples = self._clip(mean + std * self._randn(n_gaussian, *init.shape, like=init))
-            parts = [(samples, None)] if proposals is None else [(proposals, proposal_costs), (samples, None)]
-            population = torch.cat([part for part, _ in parts])  # (N, H, A)
-            costs = self._evaluate_parts(cost, parts)
-            if proposals is not None and not self.rescore_proposals:
-                proposal_costs = costs[: proposals.shape[0]]
+            parts = [samples] if proposals is None else [proposals, samples]
+            population, costs = self._evaluate_population(cost, parts, proposals)  # (N, H, A), (N,)
             elites, elite_costs = self._select_elites(population, costs, self.n_elites)  # (K, H, A)
             # elite_costs is sorted and finite: subtracting its min keeps exp in (0, 1], no NaN.
             weights = torch.exp(-self.temperature * (elite_costs - elite_costs[0]))

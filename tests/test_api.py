@@ -297,3 +297,25 @@ def test_from_pretrained_state_head_choice():
     assert torch.equal(head_weights(imagined), head_weights(given))
     with pytest.raises(ValueError, match="state_head must be 'imagined' or 'real'"):
         UVAWorldModel.from_pretrained("blockpush", state_head="best")
+
+
+def test_guidance_does_not_reuse_a_row_that_read_another_state_head():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from blockpush_guidance import _same_run
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None)
+
+    def previous(row, **config):
+        return {"seed": 100000, "config": {"row": row, "n_episodes": 20, "max_steps": None, "uva": "shipped",
+                                           **config}}
+
+    assert _same_run(previous("dpc+uva", state_head="shipped:state_head_imagined"), args)
+    assert not _same_run(previous("dpc+uva", state_head="shipped"), args)  # the real-frame default then
+    assert not _same_run(previous("dpc+uva"), args)  # recorded before the key existed
+    assert _same_run(previous("dpc"), args)  # DP-C alone reads no state head
+    assert not _same_run(previous("dpc+uva", state_head="shipped:state_head_imagined"),
+                         SimpleNamespace(**{**vars(args), "state_head": "some/head"}))

@@ -581,3 +581,17 @@ def test_planner_tells_the_model_which_frames_the_objective_reads():
     model.frames_seen = "not called"
     Planner(model, optimizer, objective=GoalDistance(GOAL), horizon=8).plan(obs)
     assert model.frames_seen is None  # objective without frames: the model's default
+
+
+def test_mppi_with_only_proposals_scores_them_once():
+    """n_proposals == n_samples leaves no Gaussian rows: later iterations score nothing new."""
+    calls: list[int] = []
+
+    def cost(actions: Tensor) -> Tensor:
+        calls.append(actions.shape[0])
+        return quadratic(actions)
+
+    proposals = uniform_proposals(6, seed=5)
+    result = MPPI(n_samples=6, n_elites=2, n_proposals=6, n_iterations=3).search(cost, zeros(), proposals)
+    assert calls == [6] and result.info["n_evaluations"] == 6
+    assert any(torch.equal(result.actions, p) for p in proposals)

@@ -147,7 +147,7 @@ def test_tiny_state_head_trains_on_cached_latents(vae_run, store, tmp_path):  # 
                              f"out_dir={tmp_path / 'x'}", "model.env=blockpush"]))
 
 
-def test_state_head_learns_from_uva_imagined_frames(vae_run, store, tmp_path):  # noqa: F811
+def test_state_head_learns_from_uva_imagined_frames(vae_run, store, tmp_path, monkeypatch):  # noqa: F811
     """data.imagined_uva: UVA imagines the store's windows (cached, keyed by the UVA's weights);
     the head trains on real + imagined frames and validates on imagined held-out frames only."""
     from uva_plan.data.imagined import cache_path, ensure_imagined, imagine_windows
@@ -166,11 +166,24 @@ def test_state_head_learns_from_uva_imagined_frames(vae_run, store, tmp_path):  
     first = arrays["rows"][:4]  # a window's 4 future frames: 4 control steps apart, or clamped at the end
     assert (np.diff(first) >= 0).all() and (np.diff(first) <= 4).all()
     assert cache_path(store, uva / "final").exists()
+    import uva_plan.data.imagined as imagined_module
+
+    built = []
+
+    def counting(*args, **kwargs):
+        built.append(kwargs.get("window_stride"))
+        return imagine_windows(*args, **kwargs)
+
+    monkeypatch.setattr(imagined_module, "imagine_windows", counting)
     again = ensure_imagined(store, uva / "final", window_stride=3)  # from the cache: identical
     assert all(np.array_equal(arrays[k], again[k]) for k in arrays)
-    # a different seed imagines different frames (the cache is rebuilt, not reused)
+    assert built == []  # read, not imagined again
+    rebuilt = ensure_imagined(store, uva / "final", window_stride=4)  # other settings: rebuilt
+    assert built == [4] and len(rebuilt["rows"]) < n
+    # a different seed imagines different frames
     other = imagine_windows(store, uva / "final", window_stride=3, seed=1)
     assert not np.array_equal(other["latents"], arrays["latents"])
+    ensure_imagined(store, uva / "final", window_stride=3)  # the cache holds one setting: back to stride 3
 
     out = tmp_path / "head"
     summary = train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from planners import Rollout
-from planners.base import check_float
+from planners.base import check_float, check_int
 from uva_plan.envs.base import WORKSPACE
 
 
@@ -114,6 +114,9 @@ class SimulatorDynamics:
 # Push-T with the simulator ranking 100 candidates (20 episodes each): 10 leading steps (as
 # trained) 20/20, 5 leading 16/20, 5 trailing 19/20 at half the sampling time (README).
 DPC_PLANNING_STEPS, DPC_PLANNING_SPACING = 5, "trailing"
+# How the shipped UVA imagines when planning: every future token at once (1 unmasking step), 4 DDIM
+# steps of the video head, near the mode (README: forward dynamics 0.65x copy-last at these settings).
+PLANNING_SAMPLING = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01}
 
 
 @dataclass
@@ -165,15 +168,13 @@ class UVAWorldModel:
         check_float("temperature", temperature, 0.0, open_low=True)
         if max_batch is not None and not (isinstance(max_batch, int) and max_batch >= 1):
             raise ValueError(f"max_batch must be an int >= 1 or None, got {max_batch=}")
-        if video_head_steps is not None and not (isinstance(video_head_steps, int) and video_head_steps >= 2):
-            raise ValueError(f"video_head_steps must be an int >= 2 (DDIM) or None, got {video_head_steps=}")
+        for name, steps in (("video_head_steps", video_head_steps), ("action_head_steps", action_head_steps)):
+            if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 2):
+                raise ValueError(f"{name} must be an int >= 2 (DDIM) or None, got {name}={steps!r}")
         if proposer is not None and not callable(getattr(proposer, "sample", None)):
             raise ValueError(f"proposer must have sample(context, n), got {type(proposer).__name__}")
         if objective is not None and not callable(getattr(objective, "cost", None)):
             raise ValueError(f"objective must have cost(rollout), got {type(objective).__name__}")
-        if action_head_steps is not None and (isinstance(action_head_steps, bool) or not isinstance(action_head_steps, int)
-                                              or action_head_steps < 2):
-            raise ValueError(f"action_head_steps must be an int >= 2 (DDIM) or None, got {action_head_steps=}")
         self.video_head_steps, self.proposer, self.objective = video_head_steps, proposer, objective
         self.action_head_steps = action_head_steps
         self.uva, self.vae = uva.eval(), vae.eval()
@@ -235,9 +236,9 @@ class UVAWorldModel:
         ranking the candidates; 5 "leading" steps gave 16/20).
         UVA's own action chunks (``policy``, ``proposer="uva"``) take 8 DDIM steps of the action
         head, half the config's 16, at no measured cost (Push-T policy action error 61.9 against
-        63.7 px); the policy call is 3-20% faster (README speed table). Other keyword arguments go to the constructor
-        (``n_video_steps``, ``video_head_steps``, ``action_head_steps``, ``temperature``,
-        ``max_batch``, ``seed``). Defaults are the planning settings measured
+        63.7 px); the policy call is 3-22% faster (README speed table). Other keyword arguments go
+        to the constructor (``n_video_steps``, ``video_head_steps``, ``action_head_steps``,
+        ``temperature``, ``max_batch``, ``seed``). The defaults are ``PLANNING_SAMPLING``, measured
         in the README: every future token at once (1 unmasking step), 4 DDIM steps of the video
         head, temperature 0.01 (near the mode: forward-dynamics error 0.65x copy-last-frame's on
         held-out Push-T windows, against 0.89x at temperature 1).
@@ -254,15 +255,15 @@ class UVAWorldModel:
             raise ValueError(f"objective must be 'state' or 'goal_image', got {objective!r}")
         if state_head not in ("imagined", "real"):
             raise ValueError(f"state_head must be 'imagined' or 'real', got {state_head!r}")
-        if dpc_steps is not None and (isinstance(dpc_steps, bool) or not isinstance(dpc_steps, int) or dpc_steps < 2):
-            raise ValueError(f"dpc_steps must be None or an int >= 2 (DDIM steps per DP-C draw), got {dpc_steps=}")
+        if dpc_steps is not None:
+            check_int("dpc_steps", dpc_steps, 2)  # DDIM steps per DP-C draw
         paths = dict(checkpoints or {})
         unknown = set(paths) - set(hub.PARTS)
         if unknown:
             raise ValueError(f"checkpoints keys must be among {hub.PARTS}, got {sorted(unknown)}")
         for part in hub.PARTS:
             paths.setdefault(part, None)
-        kwargs = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01, "action_head_steps": 8, **kwargs}
+        kwargs = {**PLANNING_SAMPLING, "action_head_steps": 8, **kwargs}
         if paths["uva"] is None:
             model = hub.load_world_model(env, **kwargs)
         else:

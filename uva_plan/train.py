@@ -72,6 +72,7 @@ from uva_plan.data.latents import (
     StateWindows,
     ensure_latents,
     env_class,
+    frame_rows,
     load_latents,
 )
 from uva_plan.data.sampler import (
@@ -350,12 +351,12 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
     if cfg.data.imagined_uva is not None:
         from uva_plan.data.imagined import ensure_imagined
 
-        if dist.main:
-            ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride, console=console)
+        # Rank 0 builds the cache if needed; the others read it once it is there.
+        imagined = (ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride,
+                                    console=console) if dist.main else None)
         dist.barrier()
-        imagined = ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride)
-        from uva_plan.data.latents import frame_rows
-
+        if imagined is None:
+            imagined = ensure_imagined(store.root, cfg.data.imagined_uva, cfg.data.imagined_window_stride)
         table, n_real_train = frame_rows(data), len(train)
         both = np.concatenate([latents, imagined["latents"]])  # real rows, then imagined ones
 

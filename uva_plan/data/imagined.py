@@ -31,26 +31,21 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
+from uva_plan.adapters import PLANNING_SAMPLING
 from uva_plan.checkpoint import MODEL_FILE, load_model, read_meta, resolve_checkpoint
 from uva_plan.data.latents import LatentWindows, load_latents
 from uva_plan.data.sampler import SequenceSampler
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_bytes, atomic_write_json
 
-# How UVAWorldModel.from_pretrained imagines when planning: 1 unmasking step, 4 DDIM steps.
-PLANNING_SAMPLING = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01}
 
 
 def cache_path(store_root: str | os.PathLike, uva_checkpoint: str | os.PathLike) -> Path:
-    sha = read_meta(resolve_checkpoint(uva_checkpoint), verify=False)["files"][MODEL_FILE]["sha256"]
-    return Path(store_root) / "imagined" / f"{sha[:12]}.npz"
+    return _cache_path(store_root, read_meta(resolve_checkpoint(uva_checkpoint), verify=False))
 
 
-def _identity(store_root, uva_checkpoint, latent_info: dict, settings: dict, window_stride: int, seed: int) -> dict:
-    meta = read_meta(resolve_checkpoint(uva_checkpoint), verify=False)
-    return {"uva_weights_sha256": meta["files"][MODEL_FILE]["sha256"],
-            "latents_sha256": latent_info["latents_sha256"], "settings": settings,
-            "window_stride": window_stride, "seed": seed, "store": str(Path(store_root).resolve())}
+def _cache_path(store_root: str | os.PathLike, uva_meta: dict) -> Path:
+    return Path(store_root) / "imagined" / f"{uva_meta['files'][MODEL_FILE]['sha256'][:12]}.npz"
 
 
 def _check_same_vae(uva_meta: dict, latent_info: dict, uva_checkpoint) -> None:
@@ -64,18 +59,18 @@ def _check_same_vae(uva_meta: dict, latent_info: dict, uva_checkpoint) -> None:
 
 
 def imagine_windows(store_root: str | os.PathLike, uva_checkpoint: str | os.PathLike, window_stride: int = 2,
-                    batch_size: int = 256, seed: int = 0, settings: dict | None = None,
-                    console: Console | None = None) -> dict[str, np.ndarray]:
-    """Imagine every ``window_stride``-th window of the store; returns latents (M, C, h, w)
-    float16, rows (M,) (true frames' rows of the frame table), episode (M,) and frame (M,)
-    (the future frame index, 0..3)."""
+                    batch_size: int = 256, seed: int = 0, console: Console | None = None,
+                    data: dict | None = None, latents: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Imagine every ``window_stride``-th window of the store with ``PLANNING_SAMPLING``; returns
+    latents (M, C, h, w) float16, rows (M,) (true frames' rows of the frame table), episode (M,)
+    and frame (M,) (the future frame index, 0..3). ``data`` / ``latents``: the store's loaded
+    data and latent cache, when the caller has them already."""
     if isinstance(window_stride, bool) or not isinstance(window_stride, int) or window_stride < 1:
         raise ValueError(f"window_stride must be an int >= 1, got {window_stride=}")
-    settings = {**PLANNING_SAMPLING, **(settings or {})}
     store = EpisodeStore.open(store_root)
-    data = store.load()
-    latents, _ = load_latents(store_root, data=data)
-    uva, meta = load_model(uva_checkpoint, expected_kind="uva")
+    data = store.load() if data is None else data
+    latents = load_latents(store_root, data=data)[0] if latents is None else latents
+    uva, _ = load_model(uva_checkpoint, expected_kind="uva")
     uva.eval()
     windows = LatentWindows(SequenceSampler.uva(data), latents, store.normalizers())
     c = uva.config
@@ -89,13 +84,13 @@ def imagine_windows(store_root: str | os.PathLike, uva_checkpoint: str | os.Path
             batch = windows.batch(idx)
             with torch.inference_mode():
                 future = uva.forward_dynamics({"latents": batch["latents"][:, : c.n_history]}, batch["actions"],
-                                              n_steps=settings["n_video_steps"], generator=generator,
-                                              temperature=settings["temperature"],
-                                              head_steps=settings["video_head_steps"])
+                                              n_steps=PLANNING_SAMPLING["n_video_steps"], generator=generator,
+                                              temperature=PLANNING_SAMPLING["temperature"],
+                                              head_steps=PLANNING_SAMPLING["video_head_steps"])
             rows = windows.sampler.row_indices(idx)[:, c.n_history:]  # (B, T) the true future frames
             out["latents"].append(future.flatten(0, 1).numpy().astype(np.float16))
             out["rows"].append(rows.reshape(-1))
-            out["episode"].append(np.repeat(windows.sampler.batch(idx)["episode"], c.n_future))
+            out["episode"].append(np.repeat(windows.sampler.anchors(idx)[0], c.n_future))
             out["frame"].append(np.tile(np.arange(c.n_future), len(idx)))
             progress.advance(task, len(idx))
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -104,12 +99,14 @@ def imagine_windows(store_root: str | os.PathLike, uva_checkpoint: str | os.Path
 def ensure_imagined(store_root: str | os.PathLike, uva_checkpoint: str | os.PathLike, window_stride: int = 2,
                     seed: int = 0, console: Console | None = None) -> dict[str, np.ndarray]:
     """The imagined pairs of ``imagine_windows``, from the cache when it matches, else built and cached."""
-    store = EpisodeStore.open(store_root)
-    data = store.load()
-    _, latent_info = load_latents(store_root, data=data)
-    _check_same_vae(read_meta(resolve_checkpoint(uva_checkpoint), verify=False), latent_info, uva_checkpoint)
-    identity = _identity(store_root, uva_checkpoint, latent_info, PLANNING_SAMPLING, window_stride, seed)
-    path = cache_path(store_root, uva_checkpoint)
+    data = EpisodeStore.open(store_root).load()
+    latents, latent_info = load_latents(store_root, data=data)
+    uva_meta = read_meta(resolve_checkpoint(uva_checkpoint), verify=False)
+    _check_same_vae(uva_meta, latent_info, uva_checkpoint)
+    identity = {"uva_weights_sha256": uva_meta["files"][MODEL_FILE]["sha256"],
+                "latents_sha256": latent_info["latents_sha256"], "settings": PLANNING_SAMPLING,
+                "window_stride": window_stride, "seed": seed, "store": str(Path(store_root).resolve())}
+    path = _cache_path(store_root, uva_meta)
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
         info = json.loads(info_path.read_text())
@@ -119,7 +116,8 @@ def ensure_imagined(store_root: str | os.PathLike, uva_checkpoint: str | os.Path
             if hashlib.sha256(arrays["latents"].tobytes()).hexdigest() == info.get("latents_sha256"):
                 return arrays
         (console or Console()).print(f"[yellow]{path} is stale or damaged: rebuilding it")
-    arrays = imagine_windows(store_root, uva_checkpoint, window_stride=window_stride, seed=seed, console=console)
+    arrays = imagine_windows(store_root, uva_checkpoint, window_stride=window_stride, seed=seed, console=console,
+                             data=data, latents=latents)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,11 +132,15 @@ class SequenceSampler:
         data has final states. ``row_indices`` index into it."""
         return self._frame_table
 
+    def anchors(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(episode (B,), t (B,)) of the samples ``indices``: which episode, which step."""
+        idx = self._checked_indices(indices)
+        return self._anchor_episode[idx], self._anchor_t[idx]
+
     def row_indices(self, indices: Sequence[int]) -> np.ndarray:
         """Rows (B, T) of ``frame_table`` holding the states that ``batch(indices)`` returns, to
         gather per-frame data computed once for the table (e.g. cached VAE latents)."""
-        idx = self._checked_indices(indices)
-        episode, t = self._anchor_episode[idx], self._anchor_t[idx]
+        episode, t = self.anchors(indices)
         frame_clamped = np.clip(t[:, None] + self.frame_offsets, 0, self._last_frame[episode][:, None])
         return self._frame_starts[episode][:, None] + frame_clamped
 
@@ -154,7 +158,7 @@ class SequenceSampler:
         frames (B, T, S, S, 3) uint8.
         """
         idx = self._checked_indices(indices)
-        episode, t = self._anchor_episode[idx], self._anchor_t[idx]
+        episode, t = self.anchors(idx)
 
         frame_t = t[:, None] + self.frame_offsets                                  # (B, T)
         frame_clamped = np.clip(frame_t, 0, self._last_frame[episode][:, None])
