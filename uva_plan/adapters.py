@@ -236,7 +236,7 @@ class UVAWorldModel:
         ranking the candidates; 5 "leading" steps gave 16/20).
         UVA's own action chunks (``policy``, ``proposer="uva"``) take 8 DDIM steps of the action
         head, half the config's 16, at no measured cost (Push-T policy action error 61.9 against
-        63.7 px); the policy call is 3-22% faster (README speed table). Other keyword arguments go
+        63.7 px); the policy call was 0-22% faster over three runs (README speed table). Other keyword arguments go
         to the constructor (``n_video_steps``, ``video_head_steps``, ``action_head_steps``,
         ``temperature``, ``max_batch``, ``seed``). The defaults are ``PLANNING_SAMPLING``, measured
         in the README: every future token at once (1 unmasking step), 4 DDIM steps of the video
