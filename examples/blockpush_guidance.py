@@ -13,6 +13,8 @@ Rows (``--rows``; default all):
     dpc               DP-C alone (one sample per replanning step)
     dpc+uva           DP-C proposals, UVA dynamics, state-head objective, best of 100
     dpc+uva:goal      ... goal-image objective instead
+    dpc+uva:located   ... the simulator's objective on objects located by colour in the decoded
+                      imagined frames (``LocatedReward``)
     dpc+sim           DP-C proposals, the simulator, the task's exact reward, best of 100
     uva+uva           UVA's own policy samples as proposals, UVA dynamics, best of 100
     cem|mppi|icem     the optimiser seeded with DP-C proposals over UVA dynamics (state head)
@@ -45,12 +47,13 @@ from uva_plan.runner import run_episodes  # noqa: E402
 
 ENV_ID = hub.ENVS["blockpush"]
 N_ACTION_STEPS = 6  # the paper's protocol: execute the first 6 of 16
-ROWS = ("dpc", "dpc+uva", "dpc+uva:goal", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
+ROWS = ("dpc", "dpc+uva", "dpc+uva:goal", "dpc+uva:located", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
         "dpc+uva:n32")
 DESCRIPTIONS = {
     "dpc": "DP-C alone",
     "dpc+uva": "DP-C + UVA, state head, best of 100",
     "dpc+uva:goal": "DP-C + UVA, goal image, best of 100",
+    "dpc+uva:located": "DP-C + UVA, simulator objective on colour-located objects, best of 100",
     "dpc+sim": "DP-C + simulator, best of 100",
     "uva+uva": "UVA-policy proposals + UVA, state head, best of 100",
     "cem": "CEM seeded with DP-C, UVA, state head",
@@ -95,7 +98,8 @@ def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | Non
         return Planner(sim, optimizer(row, seed), proposer=proposer, objective=BlockPushSimObjective(),
                        n_action_steps=N_ACTION_STEPS, warm_start=False)
     model = UVAWorldModel.from_pretrained("blockpush", proposer="uva" if row == "uva+uva" else "dpc",
-                                          objective="goal_image" if row == "dpc+uva:goal" else "state",
+                                          objective={"dpc+uva:goal": "goal_image",
+                                                     "dpc+uva:located": "located"}.get(row, "state"),
                                           checkpoints=checkpoints or None, seed=seed)
     return Planner(model, optimizer(row, seed), n_action_steps=N_ACTION_STEPS, warm_start=False)
 

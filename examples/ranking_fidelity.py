@@ -44,7 +44,8 @@ from uva_plan.envs.blockpush import BlockPushEnv, observed_state  # noqa: E402
 from uva_plan.envs.pusht import PushTEnv  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.metrics import wilson_interval  # noqa: E402
-from uva_plan.objectives import EnvGoalImage, StateReward  # noqa: E402
+from uva_plan.objectives import (BlockPushSimObjective, EnvGoalImage, LocatedReward, PushTSimObjective,  # noqa: E402
+                                 StateReward)
 from uva_plan.report import console, write_report  # noqa: E402
 
 ENV_CLASSES = {"pusht": PushTEnv, "blockpush": BlockPushEnv}
@@ -71,18 +72,20 @@ def pick_states(store: EpisodeStore, episodes: list[int], n_states: int, history
     return picks
 
 
-def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200) -> float:
+def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200, key: str = "sim_cost") -> float:
     """How much of the simulator's own best-of-n gain UVA's best-of-n gets, over the states.
 
     For random n-subsets of each state's candidates: (mean sim cost - sim cost of UVA's pick)
     / (mean sim cost - sim cost of the simulator's pick), totals over states and subsets. 1: UVA
     picks as the simulator would; 0: no better than a random candidate (DP-C alone); < 0: worse.
-    The offline analogue of the guidance experiment's gap closed, at budget n.
+    The offline analogue of the guidance experiment's gap closed, at budget n. ``key``: the
+    reference costs, "sim_cost" (the same objective on the real frames) or "truth_cost" (the
+    task's simulator objective on exact states, what the dpc+sim row ranks by).
     """
     rng = np.random.default_rng(seed)
     gained = possible = 0.0
     for r in results:
-        uva, sim = np.asarray(r["uva_cost"]), np.asarray(r["sim_cost"])
+        uva, sim = np.asarray(r["uva_cost"]), np.asarray(r[key])
         for _ in range(n_subsets):
             subset = rng.choice(len(sim), size=n, replace=False)
             mean = sim[subset].mean()
@@ -122,7 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
                                          temperature=args.temperature, state_head="real",
                                          seed=args.seed)
     # "state_head": the shipped head trained on real frames; add others with --state-head NAME=CKPT.
-    objectives = {"state_head": model.objective, "goal_image": EnvGoalImage(env_id, model)}
+    objectives = {"state_head": model.objective, "goal_image": EnvGoalImage(env_id, model),
+                  "located": LocatedReward(model, env_id)}
+    # The task's own objective on the simulator's exact states: what the dpc+sim row ranks by.
+    truth_objective = PushTSimObjective() if args.env == "pusht" else BlockPushSimObjective()
     for spec in args.state_head:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path or name in objectives:
@@ -160,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
         frames = env_cls.render_states(real_states.reshape(-1, real_states.shape[-1]), model.image_size)
         real_latents = model.encode(frames).reshape(len(candidates), len(frame_steps), *imagined.latents.shape[2:])
         real = Rollout(actions=candidates, latents=real_latents, context=context)
+        truth = truth_objective.cost(Rollout(actions=candidates, states=true.states, context=context)).double().numpy()
+        truth_top = set(np.argsort(truth)[: max(1, len(truth) // 10)].tolist())
         for name, objective in objectives.items():
             uva_cost = objective.cost(imagined).double().numpy()
             sim_cost = objective.cost(real).double().numpy()
@@ -175,7 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
                                     "pick_latent_error": float(error[pick]), "mean_latent_error": float(error.mean()),
                                     "optimism": float(sim_cost[pick] - uva_cost[pick]),
                                     "mean_optimism": float((sim_cost - uva_cost).mean()),
-                                    "uva_cost": uva_cost.tolist(), "sim_cost": sim_cost.tolist()})
+                                    "spearman_truth": float(np.nan_to_num(spearmanr(uva_cost, truth).statistic)),
+                                    "uva_pick_in_truth_top10": bool(pick in truth_top),
+                                    "uva_cost": uva_cost.tolist(), "sim_cost": sim_cost.tolist(),
+                                    "truth_cost": truth.tolist()})
         console.print(f"state {n + 1}/{len(picks)} (episode {episode}, t {t}): "
                       + ", ".join(f"{k} rho {v[-1]['spearman']:+.2f}" for k, v in per_state.items()))
     rows = []
@@ -186,6 +197,10 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"objective": name, "states": len(results), "rho": float(rhos.mean()),
                      "rho_sem": float(rhos.std(ddof=1) / np.sqrt(len(rhos))) if len(rhos) > 1 else 0.0,
                      "top10_hit": hits / len(results), "top10_hit_wilson95": [low, high],
+                     "rho_truth": float(np.mean([r["spearman_truth"] for r in results])),
+                     "truth_top10_hit": float(np.mean([r["uva_pick_in_truth_top10"] for r in results])),
+                     **{f"truth_fraction_at_{n}": oracle_fraction(results, n, args.seed, key="truth_cost")
+                        for n in args.budgets if n <= args.n_candidates},
                      "regret": float(np.mean([r["regret"] for r in results])),
                      "sim_spread": float(np.mean([r["sim_cost_spread"] for r in results])),
                      "pick_error_ratio": float(np.mean([r["pick_latent_error"] for r in results])
@@ -199,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
               "seconds": time.perf_counter() - start}
     write_report(args.out, f"ranking_{args.env}", f"Ranking fidelity, {args.env}: UVA vs simulator, "
                  f"{args.n_candidates} DP-C candidates", rows,
-                 ["objective", "states", "rho", "rho_sem", "top10_hit", "regret",
+                 ["objective", "states", "rho", "rho_sem", "top10_hit", "rho_truth", "truth_top10_hit",
+                  *[f"truth_fraction_at_{n}" for n in args.budgets if n <= args.n_candidates], "regret",
                   "sim_spread", "pick_error_ratio", "optimism", "mean_optimism",
                   *[f"oracle_fraction_at_{n}" for n in args.budgets if n <= args.n_candidates]], config, plot_label="objective", plot_rate="top10_hit",
                  extra={"per_state": per_state}, revision=revision)

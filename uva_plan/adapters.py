@@ -223,7 +223,9 @@ class UVAWorldModel:
 
         ``proposer``: "dpc" (the shipped DP-C, the paper's guidance setting) or "uva" (UVA's own
         policy samples). ``objective``: "state" (``StateReward`` on the shipped state head) or
-        "goal_image" (``EnvGoalImage``), what ``Planner(model)`` minimises when given none.
+        "goal_image" (``EnvGoalImage``) or "located" (``LocatedReward``: the simulator's objective on
+        objects located by colour in the decoded imagined frames), what ``Planner(model)``
+        minimises when given none.
         ``checkpoints`` replaces shipped parts by trained ones, e.g. ``{"uva": "outputs/train/
         uva_pusht/final"}`` (keys "uva", "dpc", "state_head"; the VAE stays the shipped one).
         ``state_head``: which shipped head the "state" objective reads, "imagined" (trained on
@@ -245,14 +247,14 @@ class UVAWorldModel:
         """
         from uva_plan import hub
         from uva_plan.checkpoint import load_model
-        from uva_plan.objectives import EnvGoalImage, StateReward
+        from uva_plan.objectives import EnvGoalImage, LocatedReward, StateReward
 
         if env not in hub.ENVS:
             raise ValueError(f"env must be one of {sorted(hub.ENVS)}, got {env!r}")
         if proposer not in ("dpc", "uva"):
             raise ValueError(f"proposer must be 'dpc' or 'uva', got {proposer!r}")
-        if objective not in ("state", "goal_image"):
-            raise ValueError(f"objective must be 'state' or 'goal_image', got {objective!r}")
+        if objective not in ("state", "goal_image", "located"):
+            raise ValueError(f"objective must be 'state', 'goal_image' or 'located', got {objective!r}")
         if state_head not in ("imagined", "real"):
             raise ValueError(f"state_head must be 'imagined' or 'real', got {state_head!r}")
         if dpc_steps is not None:
@@ -279,6 +281,8 @@ class UVAWorldModel:
             given = paths["state_head"] or (paths["state_head_imagined"] if state_head == "imagined" else None)
             head, _ = load_model(given or hub.pretrained_checkpoint(shipped), expected_kind="state_head")
             model.objective = StateReward(head.eval(), hub.ENVS[env])
+        elif objective == "located":
+            model.objective = LocatedReward(model, hub.ENVS[env])
         else:
             model.objective = EnvGoalImage(hub.ENVS[env], model)
         return model

@@ -358,3 +358,95 @@ class EnvGoalImage(GoalImage):
             raise ValueError("EnvGoalImage on BlockPush needs a context with a named task (0..3) and "
                              "targets: reset the env with options={'task': 0..3}")
         return self._goal_latents(task, targets)
+
+
+class LocatedReward:
+    """The simulator's own objective on the states a ``ColourLocator`` reads from decoded frames.
+
+    Each scored imagined frame is decoded by the world model's VAE, the objects are located by
+    colour (``uva_plan.locate``: no training, so a blurred imagination is not read as a pose
+    from the training set), and the located pusher, blocks or T fill a physical state that
+    ``BlockPushSimObjective`` / ``PushTSimObjective`` scores exactly as it scores the
+    simulator's, approach shaping included. The only difference from the simulator row is then
+    the dynamics. An object the frame no longer shows (under ``min_visible`` of its area) keeps
+    its place in the context's last real frame: a vanished block counts as unmoved, never as
+    solved. BlockPush's ``entered`` flags come from the located blocks of the scored frames.
+
+    Args:
+        world_model: anything with ``decode(latents (..., C, h, w)) -> uint8 (..., S, S, 3)``
+            (a ``UVAWorldModel``).
+        env_id: the env; frames: imagined frames to score (indices into the T axis).
+        sim_objective: the state objective (default: the env's simulator objective).
+        min_visible: see ``ColourLocator``.
+    """
+
+    def __init__(self, world_model, env_id: str, frames=(-1,), sim_objective=None, min_visible: float = 0.25):
+        from uva_plan.locate import ColourLocator
+
+        if not callable(getattr(world_model, "decode", None)):
+            raise ValueError(f"world_model must have decode(latents), got {type(world_model).__name__}")
+        self.world_model, self.locator = world_model, ColourLocator(env_id, min_visible=min_visible)
+        self.env, self.frames = self.locator.env, _check_frames(frames)
+        if sim_objective is None:
+            sim_objective = PushTSimObjective() if self.env == "pusht" else BlockPushSimObjective()
+        if not callable(getattr(sim_objective, "cost", None)):
+            raise ValueError(f"sim_objective must have cost(rollout), got {type(sim_objective).__name__}")
+        self.sim_objective = sim_objective
+        self._last_real: tuple = (None, None)  # (context id, located objects of its last frame)
+
+    def located_states(self, rollout: Rollout) -> np.ndarray:
+        """(N, F, P) physical states located in the scored frames (NaN-free)."""
+        latents = _rollout_latents(rollout, self.frames, "LocatedReward")
+        n, n_frames = latents.shape[:2]
+        frames = self.world_model.decode(latents.flatten(0, 1))
+        located = self.locator.locate(frames)
+        fallback = self._real_positions(rollout.context, latents)
+        pos = {}
+        for name, obj in located.items():
+            p = obj.position.copy()
+            missing = ~np.isfinite(p).all(axis=1)
+            p[missing] = fallback[name][0]
+            pos[name] = p.reshape(n, n_frames, 2)
+            if obj.angle is not None:
+                a = obj.angle.copy()
+                a[missing] = fallback[name][1]
+                pos[name + "_angle"] = a.reshape(n, n_frames)
+        if self.env == "pusht":
+            states = np.zeros((n, n_frames, pusht.STATE_DIM))
+            states[..., 0:2], states[..., 4:6], states[..., 6] = pos["agent"], pos["tee"], pos["tee_angle"]
+            goal = _from_context(rollout.context, "goal_pose")
+            states[..., 10:13] = pusht.GOAL_POSE if goal is None else np.asarray(goal, dtype=np.float64)
+            return states
+        task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
+        if task is None or int(task) < 0 or targets is None:
+            raise ValueError("LocatedReward on BlockPush needs a context with a named task (0..3) and targets: "
+                             "reset the env with options={'task': 0..3}")
+        targets = np.asarray(targets, dtype=np.float64).reshape(2, 2)
+        states = np.zeros((n, n_frames, bp.STATE_DIM))
+        states[..., 0:2], states[..., 4:6], states[..., 10:12] = pos["agent"], pos["block0"], pos["block1"]
+        states[..., 16:20] = targets.ravel()
+        blocks = np.stack([pos["block0"], pos["block1"]], axis=2)  # (N, F, 2, 2)
+        inside = np.linalg.norm(blocks[:, :, :, None] - targets[None, None, None], axis=-1) < bp.TOLERANCE
+        states[..., 20:24] = np.maximum.accumulate(inside, axis=1).reshape(n, n_frames, 4)
+        states[..., 24] = int(task)
+        return states
+
+    def _real_positions(self, context, latents: Tensor) -> dict:
+        """Each object's (position, angle) in the context's last real frame (cached per context),
+        or the workspace centre where even that frame does not show it."""
+        if self._last_real[0] is not context:
+            real = _from_context(context, "latents")
+            if real is None:
+                real = latents[:1, :1]  # no history to fall back on: the first scored frame
+            frame = self.world_model.decode(real[0, -1:].to(latents))
+            located = self.locator.locate(frame)
+            self._last_real = (context, {
+                name: (np.nan_to_num(obj.position[0], nan=256.0),
+                       0.0 if obj.angle is None else float(np.nan_to_num(obj.angle[0])))
+                for name, obj in located.items()})
+        return self._last_real[1]
+
+    @torch.no_grad()
+    def cost(self, rollout: Rollout) -> Tensor:
+        states = torch.from_numpy(self.located_states(rollout))
+        return self.sim_objective.cost(Rollout(actions=rollout.actions, states=states, context=rollout.context))
