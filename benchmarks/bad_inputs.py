@@ -376,6 +376,21 @@ def shipped_cases(add) -> None:
     add("EnvGoalImage.cost", "BlockPush context without a task", lambda: EnvGoalImage(
         "uva_plan/BlockPush-v0", model).cost(Rollout(actions=torch.zeros(1, 16, 2),
                                                      latents=torch.zeros(1, 4, 4, 8, 8), context={})), "task")
+    from uva_plan.locate import ColourLocator
+    from uva_plan.objectives import LocatedReward
+
+    add("ColourLocator.locate", "frames (2, 64, 64)", lambda: ColourLocator("uva_plan/PushT-v0").locate(
+        np.zeros((2, 64, 64), np.uint8)), "frames")
+    add("ColourLocator()", "min_visible 1.5", lambda: ColourLocator("uva_plan/PushT-v0", min_visible=1.5), "min_visible")
+    add("ColourLocator()", "env 'cartpole'", lambda: ColourLocator("cartpole"), "cartpole")
+    add("LocatedReward()", "world model without decode", lambda: LocatedReward(object(), "uva_plan/PushT-v0"),
+        "decode")
+    add("LocatedReward()", "frames ()", lambda: LocatedReward(model, "uva_plan/PushT-v0", frames=()), "frames")
+    add("LocatedReward.cost", "BlockPush context without a task", lambda: LocatedReward(
+        model, "uva_plan/BlockPush-v0").cost(Rollout(actions=torch.zeros(1, 16, 2),
+                                                     latents=torch.zeros(1, 4, 4, 8, 8), context={})), "task")
+    add("UVA.from_pretrained", "objective 'pixels'", lambda: UVAWorldModel.from_pretrained(
+        "pusht", objective="pixels"), "pixels")
     add("goal_state", "BlockPush task -1", lambda: goal_state("uva_plan/BlockPush-v0", -1, np.zeros((2, 2))),
         "task")
     add("goal_state", "targets (3,)", lambda: goal_state("uva_plan/BlockPush-v0", 0, np.zeros(3)), "targets")

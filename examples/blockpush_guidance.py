@@ -15,6 +15,9 @@ Rows (``--rows``; default all):
     dpc+uva:goal      ... goal-image objective instead
     dpc+uva:located   ... the simulator's objective on objects located by colour in the decoded
                       imagined frames (``LocatedReward``)
+    dpc+uva:located-act     ... the pusher where the actions command it, only the blocks from UVA
+    dpc+static:located-act  ... the same over no dynamics (blocks stay in the last real frame):
+                            what the actions alone rank, the baseline UVA must beat
     dpc+sim           DP-C proposals, the simulator, the task's exact reward, best of 100
     uva+uva           UVA's own policy samples as proposals, UVA dynamics, best of 100
     cem|mppi|icem     the optimiser seeded with DP-C proposals over UVA dynamics (state head)
@@ -38,22 +41,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import CEM, ICEM, MPPI, BestOfN, Planner  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import DPCProposer, SimulatorDynamics, UVAWorldModel  # noqa: E402
+from uva_plan.adapters import DPCProposer, SimulatorDynamics, StaticWorldModel, UVAWorldModel  # noqa: E402
 from uva_plan.evaluate_dpc import DPCPolicy  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
-from uva_plan.objectives import BlockPushSimObjective  # noqa: E402
+from uva_plan.objectives import BlockPushSimObjective, LocatedReward  # noqa: E402
 from uva_plan.report import console, write_report  # noqa: E402
 from uva_plan.runner import run_episodes  # noqa: E402
 
 ENV_ID = hub.ENVS["blockpush"]
 N_ACTION_STEPS = 6  # the paper's protocol: execute the first 6 of 16
-ROWS = ("dpc", "dpc+uva", "dpc+uva:goal", "dpc+uva:located", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
+ROWS = ("dpc", "dpc+uva", "dpc+uva:goal", "dpc+uva:located", "dpc+uva:located-act",
+        "dpc+static:located-act", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
         "dpc+uva:n32")
 DESCRIPTIONS = {
     "dpc": "DP-C alone",
     "dpc+uva": "DP-C + UVA, state head, best of 100",
     "dpc+uva:goal": "DP-C + UVA, goal image, best of 100",
     "dpc+uva:located": "DP-C + UVA, simulator objective on colour-located objects, best of 100",
+    "dpc+uva:located-act": "... the pusher from the commanded actions, the blocks from UVA",
+    "dpc+static:located-act": "... no dynamics: the blocks stay in the last real frame",
     "dpc+sim": "DP-C + simulator, best of 100",
     "uva+uva": "UVA-policy proposals + UVA, state head, best of 100",
     "cem": "CEM seeded with DP-C, UVA, state head",
@@ -101,6 +107,10 @@ def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | Non
                                           objective={"dpc+uva:goal": "goal_image",
                                                      "dpc+uva:located": "located"}.get(row, "state"),
                                           checkpoints=checkpoints or None, seed=seed)
+    if row.endswith(":located-act"):
+        model.objective = LocatedReward(model, ENV_ID, pusher="actions")
+        if row.startswith("dpc+static"):
+            model = StaticWorldModel(model)
     return Planner(model, optimizer(row, seed), n_action_steps=N_ACTION_STEPS, warm_start=False)
 
 

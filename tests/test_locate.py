@@ -144,3 +144,38 @@ def test_located_reward_reads_the_shipped_vae_reconstructions():
     for b in range(2):
         error = np.linalg.norm(located[f"block{b}"].position - states[:, 4 + 6 * b:6 + 6 * b], axis=1)
         assert np.median(error) < 8.0, (b, error)
+
+
+def test_located_reward_can_take_the_pusher_from_the_actions():
+    from uva_plan.data.store import MinMaxNormalizer
+
+    state = random_states(bp.BlockPushEnv, 1)
+    frames = bp.BlockPushEnv.render_states(state, 64)
+    world = FrameStore(frames)
+    world.normalizer = MinMaxNormalizer(np.zeros(2), np.full(2, 512.0))
+    world.stride = 4
+    actions = torch.rand(3, 16, 2) * 2 - 1
+    context = SimpleNamespace(task=0, targets=state[0, 16:20].reshape(2, 2), latents=None)
+    rollout = Rollout(actions=actions, latents=torch.zeros(3, 4, 1, 1, 1), context=context)
+    states = LocatedReward(world, BLOCKPUSH, frames=(1, -1), pusher="actions").located_states(rollout)
+    commanded = (actions.double().numpy() + 1) * 256.0
+    np.testing.assert_allclose(states[:, 0, :2], commanded[:, 7], atol=1e-6)  # frame 1 ends at step 7
+    np.testing.assert_allclose(states[:, 1, :2], commanded[:, 15], atol=1e-6)
+    np.testing.assert_allclose(states[:, :, 4:6], np.broadcast_to(states[:1, :1, 4:6], (3, 2, 2)))  # same frame
+    with pytest.raises(ValueError, match="pusher"):
+        LocatedReward(world, BLOCKPUSH, pusher="guess")
+    with pytest.raises(ValueError, match="normalizer"):
+        LocatedReward(FrameStore(frames), BLOCKPUSH, pusher="actions")
+
+
+def test_static_world_model_imagines_the_last_real_frame():
+    from uva_plan.adapters import StaticWorldModel
+    from uva_plan.hub import load_world_model
+
+    model = load_world_model("blockpush")
+    static = StaticWorldModel(model)
+    context = SimpleNamespace(latents=torch.randn(1, 4, 4, 8, 8))
+    rollout = static.rollout(context, torch.zeros(5, 16, 2))
+    assert rollout.latents.shape == (5, 4, 4, 8, 8)
+    assert torch.equal(rollout.latents[3, 2], context.latents[0, -1])
+    assert static.n_history == model.n_history and static.decode is not None

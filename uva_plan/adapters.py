@@ -383,6 +383,26 @@ class UVAWorldModel:
         return frames.reshape(*lead, *frames.shape[1:]).numpy()
 
 
+class StaticWorldModel:
+    """The no-dynamics baseline of a world model: every candidate's imagined future frames are
+    the context's last real frame, so an objective can only rank what it reads from the actions
+    themselves (e.g. ``LocatedReward(pusher="actions")``'s approach term). Everything else
+    (context, proposer, objective, decode) is the wrapped ``UVAWorldModel``'s. Comparing a
+    planner over it with the same planner over UVA measures what UVA's imagination adds."""
+
+    def __init__(self, model: UVAWorldModel):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def rollout(self, context: LatentContext, actions: Tensor, frames: tuple[int, ...] | None = None) -> Rollout:
+        last = context.latents[:, -1:]
+        n_future = self.model.uva.config.n_future
+        return Rollout(actions=actions, latents=last.expand(actions.shape[0], n_future, *last.shape[2:]).clone(),
+                       context=context)
+
+
 class UVAPolicy:
     """UVA alone as the controller: each ``plan`` returns the first ``n_action_steps`` of one
     ``policy`` chunk (no candidates, no video). Same interface as ``Planner``."""

@@ -17,6 +17,7 @@ from torch import Tensor
 from planners import Rollout
 from uva_plan.envs import blockpush as bp
 from uva_plan.envs import pusht
+from uva_plan.locate import Located
 
 
 def _states(rollout: Rollout, physical_dim: int) -> np.ndarray:
@@ -378,9 +379,14 @@ class LocatedReward:
         env_id: the env; frames: imagined frames to score (indices into the T axis).
         sim_objective: the state objective (default: the env's simulator objective).
         min_visible: see ``ColourLocator``.
+        pusher: where the pusher is, "frames" (located in the imagined frames like the rest) or
+            "actions" (the commanded target at the frame's last control step: the pusher's own
+            kinematics are known, only the objects' motion needs the model; needs the world
+            model's ``normalizer`` and ``stride``).
     """
 
-    def __init__(self, world_model, env_id: str, frames=(-1,), sim_objective=None, min_visible: float = 0.25):
+    def __init__(self, world_model, env_id: str, frames=(-1,), sim_objective=None, min_visible: float = 0.25,
+                 pusher: str = "frames"):
         from uva_plan.locate import ColourLocator
 
         if not callable(getattr(world_model, "decode", None)):
@@ -391,18 +397,28 @@ class LocatedReward:
             sim_objective = PushTSimObjective() if self.env == "pusht" else BlockPushSimObjective()
         if not callable(getattr(sim_objective, "cost", None)):
             raise ValueError(f"sim_objective must have cost(rollout), got {type(sim_objective).__name__}")
-        self.sim_objective = sim_objective
+        if pusher not in ("frames", "actions"):
+            raise ValueError(f"pusher must be 'frames' or 'actions', got {pusher!r}")
+        if pusher == "actions" and not (hasattr(world_model, "normalizer") and hasattr(world_model, "stride")):
+            raise ValueError("pusher='actions' needs a world model with an action normalizer and a frame stride")
+        self.sim_objective, self.pusher = sim_objective, pusher
         self._last_real: tuple = (None, None)  # (context id, located objects of its last frame)
 
     def located_states(self, rollout: Rollout) -> np.ndarray:
         """(N, F, P) physical states located in the scored frames (NaN-free)."""
         latents = _rollout_latents(rollout, self.frames, "LocatedReward")
         n, n_frames = latents.shape[:2]
-        frames = self.world_model.decode(latents.flatten(0, 1))
+        # Decode each distinct frame once (a static baseline's rollouts are all the same frame).
+        flat = latents.flatten(0, 1)
+        unique, inverse = torch.unique(flat.flatten(1), dim=0, return_inverse=True)
+        frames = self.world_model.decode(unique.reshape(-1, *flat.shape[1:]))
         located = self.locator.locate(frames)
         fallback = self._real_positions(rollout.context, latents)
         pos = {}
         for name, obj in located.items():
+            obj = Located(position=obj.position[inverse.numpy()], mass=obj.mass[inverse.numpy()],
+                          expected_mass=obj.expected_mass,
+                          angle=None if obj.angle is None else obj.angle[inverse.numpy()])
             p = obj.position.copy()
             missing = ~np.isfinite(p).all(axis=1)
             p[missing] = fallback[name][0]
@@ -411,6 +427,11 @@ class LocatedReward:
                 a = obj.angle.copy()
                 a[missing] = fallback[name][1]
                 pos[name + "_angle"] = a.reshape(n, n_frames)
+        if self.pusher == "actions":
+            n_future = int(rollout.latents.shape[1])
+            steps = [self.world_model.stride * ((f % n_future) + 1) - 1 for f in self.frames]
+            commanded = self.world_model.normalizer.unnormalize(rollout.actions.detach().cpu().double().numpy())
+            pos["agent"] = commanded[:, steps]
         if self.env == "pusht":
             states = np.zeros((n, n_frames, pusht.STATE_DIM))
             states[..., 0:2], states[..., 4:6], states[..., 6] = pos["agent"], pos["tee"], pos["tee_angle"]
