@@ -57,7 +57,7 @@ def test_from_pretrained_rejects_bad_arguments():
         UVAWorldModel.from_pretrained("cartpole")
     with pytest.raises(ValueError, match="proposer must be 'dpc' or 'uva'"):
         UVAWorldModel.from_pretrained("pusht", proposer="random")
-    with pytest.raises(ValueError, match="objective must be 'state' or 'goal_image'"):
+    with pytest.raises(ValueError, match="objective must be 'state', 'goal_image' or 'located'"):
         UVAWorldModel.from_pretrained("pusht", objective="reward")
     with pytest.raises(ValueError, match="checkpoints keys must be among"):
         UVAWorldModel.from_pretrained("pusht", checkpoints={"policy": "x"})
@@ -226,14 +226,17 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     result = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "2",
                                                 "--n-candidates", "10", "--threads", "1", "--out", str(out)])
     rows = {r["objective"]: r for r in result["rows"]}
-    assert set(rows) == {"state_head", "goal_image"}
+    assert set(rows) == {"state_head", "goal_image", "located"}
     for row in rows.values():
+        assert -1 <= row["rho_truth"] <= 1 and 0 <= row["truth_top10_hit"] <= 1
+        assert -np.inf < row["truth_fraction_at_8"] <= 1
         assert row["states"] == 2 and -1 <= row["rho"] <= 1 and 0 <= row["top10_hit"] <= 1
         assert row["regret"] >= 0 and row["sim_spread"] >= row["regret"]
         assert row["pick_error_ratio"] > 0 and np.isfinite([row["optimism"], row["mean_optimism"]]).all()
         assert -np.inf < row["oracle_fraction_at_8"] <= 1 and "oracle_fraction_at_32" not in row  # N > 10 candidates
     for state in result["per_state"]["state_head"]:  # the pick's error is one of the candidates'
         assert state["pick_latent_error"] >= 0 and state["mean_latent_error"] > 0
+        assert len(state["truth_cost"]) == 10 and np.isfinite(state["truth_cost"]).all()
     saved = json.loads((out / "ranking_pusht.json").read_text())
     assert saved["git_revision"] and len(saved["per_state"]["state_head"]) == 2
     assert (out / "ranking_pusht.png").exists()
