@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
                                          seed=args.seed)
     # "state_head": the shipped head trained on real frames; add others with --state-head NAME=CKPT.
     objectives = {"state_head": model.objective, "goal_image": EnvGoalImage(env_id, model),
-                  "located": LocatedReward(model, env_id)}
+                  "located": LocatedReward(model, env_id),
+                  "located_act": LocatedReward(model, env_id, pusher="actions")}
     # The task's own objective on the simulator's exact states: what the dpc+sim row ranks by.
     truth_objective = PushTSimObjective() if args.env == "pusht" else BlockPushSimObjective()
     for spec in args.state_head:

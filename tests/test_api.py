@@ -226,7 +226,7 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     result = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "2",
                                                 "--n-candidates", "10", "--threads", "1", "--out", str(out)])
     rows = {r["objective"]: r for r in result["rows"]}
-    assert set(rows) == {"state_head", "goal_image", "located"}
+    assert set(rows) == {"state_head", "goal_image", "located", "located_act"}
     for row in rows.values():
         assert -1 <= row["rho_truth"] <= 1 and 0 <= row["truth_top10_hit"] <= 1
         assert -np.inf < row["truth_fraction_at_8"] <= 1
