@@ -179,3 +179,26 @@ def test_static_world_model_imagines_the_last_real_frame():
     assert rollout.latents.shape == (5, 4, 4, 8, 8)
     assert torch.equal(rollout.latents[3, 2], context.latents[0, -1])
     assert static.n_history == model.n_history and static.decode is not None
+
+
+def test_locator_accuracy_benchmark_runs_on_a_small_store(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from uva_plan.data.collect import main as collect
+
+    store = tmp_path / "pusht"
+    collect(["--env", "uva_plan/PushT-v0", "--expert", "random", "--n-episodes", "20", "--out", str(store),
+             "--seed", "0", "--max-steps", "40"])
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "locator_accuracy.py"
+    spec = importlib.util.spec_from_file_location("locator_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--env", "pusht", "--store", str(store), "--n-windows", "3", "--batch", "2",
+                        "--threads", "1", "--out", str(tmp_path / "bench")])
+    table = {(r["frames"], r["object"]): r for r in rows}
+    assert table[("rendered", "tee")]["windows"] == 3 and table[("rendered", "tee")]["median"] < 4.0
+    assert {"uva", "copy_last", "commanded", "vae"} <= {k for k, _ in table}
+    saved = json.loads((tmp_path / "bench" / "locator_pusht.json").read_text())
+    assert saved["git_revision"] and saved["config"]["n_windows"] == 3
