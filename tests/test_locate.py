@@ -178,7 +178,7 @@ def test_static_world_model_imagines_the_last_real_frame():
     rollout = static.rollout(context, torch.zeros(5, 16, 2))
     assert rollout.latents.shape == (5, 4, 4, 8, 8)
     assert torch.equal(rollout.latents[3, 2], context.latents[0, -1])
-    assert static.n_history == model.n_history and static.decode is not None
+    assert static.n_history == model.n_history and static.decode == model.decode
 
 
 def test_locator_accuracy_benchmark_runs_on_a_small_store(tmp_path):

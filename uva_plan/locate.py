@@ -4,20 +4,20 @@ A state head trained on real latents reads a blurred imagined frame out of its t
 distribution and answers with a pose near its training mean (the README's ranking table: the
 argmin then picks what UVA imagines worst). Colour needs no training and degrades gracefully:
 every pixel is split among the palette's colours (its pure colours and their pairwise blends,
-softly, ``memberships``), an object's position is the centroid of its share, and its *mass*
+nearest entry, ``memberships``), an object's position is the centroid of its share, and its *mass*
 (the summed share, in pixels) says how much of it the frame still shows. A smeared object keeps
 its centroid; a vanished one has no mass, which the caller can treat as "unknown" instead of
 "solved".
 
 The Push-T block's angle comes from its moments: the T's area has a clear major axis (second
-moments 7.8e6 against 4.5e6 px^4 in the body frame), which is the stem's, and the third moment
+moments about the CoG 7.8e6 against 4.5e6 px^4 in the body frame), which is the stem's, and the third moment
 along that axis is positive towards the stem's end, which fixes the sign. The state's block
 position is the centre of gravity of ``TEE_COG`` (0, 45), not the area centroid (0, 40.7):
 the located centroid is moved along the stem axis by the difference.
 
     locator = ColourLocator("uva_plan/BlockPush-v0")
     located = locator.locate(frames)      # uint8 (B, S, S, 3)
-    located["block0"].position            # (B, 2) px, y down; NaN where mass < min_mass
+    located["block0"].position            # (B, 2) px, y down; NaN where under min_visible of it shows
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ AREAS = {"pusht": {"agent": math.pi * pusht.PushTEnv.agent_radius ** 2, "tee": T
 
 
 # How far (px) an object's pixels reach from its centroid: circumradius plus a 2-pixel margin at
-# 64 x 64. The T's farthest point is 77 px from its area centroid; a block's corner 23 px.
+# 64 x 64 (16 px). The T's farthest point is 81 px from its area centroid (93: a 1.5-pixel margin);
+# a block's corner 23 px.
 REACH = {"pusht": {"agent": pusht.PushTEnv.agent_radius + 16.0, "tee": 93.0},
          "blockpush": {"agent": bp.BlockPushEnv.agent_radius + 16.0, "block0": 39.0, "block1": 39.0}}
 

@@ -17,7 +17,7 @@ from torch import Tensor
 from planners import Rollout
 from uva_plan.envs import blockpush as bp
 from uva_plan.envs import pusht
-from uva_plan.locate import Located
+from uva_plan.locate import ColourLocator
 
 
 def _states(rollout: Rollout, physical_dim: int) -> np.ndarray:
@@ -371,7 +371,7 @@ class LocatedReward:
     simulator's, approach shaping included. The only difference from the simulator row is then
     the dynamics. An object the frame no longer shows (under ``min_visible`` of its area) keeps
     its place in the context's last real frame: a vanished block counts as unmoved, never as
-    solved. BlockPush's ``entered`` flags come from the located blocks of the scored frames.
+    solved (a context without latents: it stays NaN, and its candidate is never chosen). BlockPush's ``entered`` flags come from the located blocks of the scored frames.
 
     Args:
         world_model: anything with ``decode(latents (..., C, h, w)) -> uint8 (..., S, S, 3)``
@@ -387,8 +387,6 @@ class LocatedReward:
 
     def __init__(self, world_model, env_id: str, frames=(-1,), sim_objective=None, min_visible: float = 0.25,
                  pusher: str = "frames"):
-        from uva_plan.locate import ColourLocator
-
         if not callable(getattr(world_model, "decode", None)):
             raise ValueError(f"world_model must have decode(latents), got {type(world_model).__name__}")
         self.world_model, self.locator = world_model, ColourLocator(env_id, min_visible=min_visible)
@@ -414,18 +412,18 @@ class LocatedReward:
         frames = self.world_model.decode(unique.reshape(-1, *flat.shape[1:]))
         located = self.locator.locate(frames)
         fallback = self._real_positions(rollout.context, latents)
+        rows = inverse.numpy()
         pos = {}
         for name, obj in located.items():
-            obj = Located(position=obj.position[inverse.numpy()], mass=obj.mass[inverse.numpy()],
-                          expected_mass=obj.expected_mass,
-                          angle=None if obj.angle is None else obj.angle[inverse.numpy()])
-            p = obj.position.copy()
+            p = obj.position[rows]
             missing = ~np.isfinite(p).all(axis=1)
-            p[missing] = fallback[name][0]
+            if fallback is not None:
+                p[missing] = fallback[name][0]
             pos[name] = p.reshape(n, n_frames, 2)
             if obj.angle is not None:
-                a = obj.angle.copy()
-                a[missing] = fallback[name][1]
+                a = obj.angle[rows]
+                if fallback is not None:
+                    a[missing] = fallback[name][1]
                 pos[name + "_angle"] = a.reshape(n, n_frames)
         if self.pusher == "actions":
             n_future = int(rollout.latents.shape[1])
@@ -452,15 +450,15 @@ class LocatedReward:
         states[..., 24] = int(task)
         return states
 
-    def _real_positions(self, context, latents: Tensor) -> dict:
+    def _real_positions(self, context, latents: Tensor) -> dict | None:
         """Each object's (position, angle) in the context's last real frame (cached per context),
-        or the workspace centre where even that frame does not show it."""
+        or the workspace centre where even that frame does not show it. None for a context
+        without latents: a missing object then stays NaN and its candidate is never chosen."""
+        real = _from_context(context, "latents")
+        if real is None:
+            return None
         if self._last_real[0] is not context:
-            real = _from_context(context, "latents")
-            if real is None:
-                real = latents[:1, :1]  # no history to fall back on: the first scored frame
-            frame = self.world_model.decode(real[0, -1:].to(latents))
-            located = self.locator.locate(frame)
+            located = self.locator.locate(self.world_model.decode(real[0, -1:].to(latents)))
             self._last_real = (context, {
                 name: (np.nan_to_num(obj.position[0], nan=256.0),
                        0.0 if obj.angle is None else float(np.nan_to_num(obj.angle[0])))
