@@ -62,3 +62,20 @@ def test_export_refuses_wrong_kind_env_and_vae(vae_run, uva_run, tmp_path):  # n
         export("pusht/uva", uva_run, root=root)
     with pytest.raises(FileNotFoundError, match="shipped: \\['vae'\\]"):
         pretrained_checkpoint("pusht/uva", root)
+
+
+def test_export_takes_a_model_trained_on_the_shipped_vae_itself(vae_run, uva_run, tmp_path):  # noqa: F811
+    """A model that learnt on the shipped (fp16) VAE's latents exports; its record names that VAE."""
+    from uva_plan.checkpoint import read_meta
+
+    root = tmp_path / "pretrained"
+    shipped_vae = export("vae", vae_run, root=root)
+    shipped_sha = read_meta(shipped_vae)["files"][MODEL_FILE]["sha256"]
+    model, _ = load_model(uva_run)
+    meta = read_meta(uva_run)
+    extra = {**meta["extra"], "vae": {**meta["extra"]["vae"], "weights_sha256": shipped_sha}}
+    on_shipped = save_checkpoint(tmp_path / "on_shipped", model, kind="uva", config=model.config.__dict__,
+                                 normalizers=None, env_id=meta["env_id"], extra=extra, step=1)
+    out = read_meta(export("pusht/uva", on_shipped, root=root))
+    assert out["extra"]["vae"]["weights_sha256"] == shipped_sha
+    assert out["extra"]["vae"]["trained_on_weights_sha256"] == shipped_sha

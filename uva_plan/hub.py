@@ -57,7 +57,8 @@ def export(name: str, checkpoint: str | Path, dtype: str = "float16", root: Path
     """Copy a trained checkpoint's weights (cast to ``dtype``) and metadata to ``root/name``.
 
     A checkpoint trained on latents (``meta.extra.vae``) must be exported after the VAE: its
-    record is pointed at the shipped VAE (``vae``), whose hash must match the VAE it trained on.
+    record is pointed at the shipped VAE (``vae``), which must be the VAE it trained on or the
+    fp16 export of it.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -78,9 +79,11 @@ def export(name: str, checkpoint: str | Path, dtype: str = "float16", root: Path
         vae_meta = read_meta(vae_dir)
         trained_on = extra["vae"].get("weights_sha256")
         shipped_from = vae_meta["extra"].get("exported_from", {}).get("weights_sha256")
-        if trained_on != shipped_from:
+        shipped = vae_meta["files"][MODEL_FILE]["sha256"]
+        # Trained on the VAE the shipped one was exported from, or on the shipped VAE itself.
+        if trained_on not in (shipped_from, shipped):
             raise ValueError(f"{src} was trained on latents of the VAE with weights {str(trained_on)[:12]}..., "
-                             f"but the shipped VAE was exported from {str(shipped_from)[:12]}...")
+                             f"but the shipped VAE is {shipped[:12]}..., exported from {str(shipped_from)[:12]}...")
         extra["vae"] = {**extra["vae"], "path": "vae", "weights_sha256": vae_meta["files"][MODEL_FILE]["sha256"],
                         "trained_on_weights_sha256": trained_on}
     extra["exported_from"] = {"path": str(src), "weights_sha256": meta["files"][MODEL_FILE]["sha256"],
