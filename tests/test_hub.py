@@ -8,7 +8,7 @@ import torch
 
 from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.test_train import compose_train, store, vae_run  # noqa: F401  (fixtures)
-from uva_plan.checkpoint import MODEL_FILE, load_model, save_checkpoint
+from uva_plan.checkpoint import MODEL_FILE, load_model, read_meta, save_checkpoint
 from uva_plan.hub import export, load_world_model, pretrained_checkpoint, total_bytes
 from uva_plan.train import train
 
@@ -66,8 +66,6 @@ def test_export_refuses_wrong_kind_env_and_vae(vae_run, uva_run, tmp_path):  # n
 
 def test_export_takes_a_model_trained_on_the_shipped_vae_itself(vae_run, uva_run, tmp_path):  # noqa: F811
     """A model that learnt on the shipped (fp16) VAE's latents exports; its record names that VAE."""
-    from uva_plan.checkpoint import read_meta
-
     root = tmp_path / "pretrained"
     shipped_vae = export("vae", vae_run, root=root)
     shipped_sha = read_meta(shipped_vae)["files"][MODEL_FILE]["sha256"]

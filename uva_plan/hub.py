@@ -84,7 +84,7 @@ def export(name: str, checkpoint: str | Path, dtype: str = "float16", root: Path
         if trained_on not in (shipped_from, shipped):
             raise ValueError(f"{src} was trained on latents of the VAE with weights {str(trained_on)[:12]}..., "
                              f"but the shipped VAE is {shipped[:12]}..., exported from {str(shipped_from)[:12]}...")
-        extra["vae"] = {**extra["vae"], "path": "vae", "weights_sha256": vae_meta["files"][MODEL_FILE]["sha256"],
+        extra["vae"] = {**extra["vae"], "path": "vae", "weights_sha256": shipped,
                         "trained_on_weights_sha256": trained_on}
     extra["exported_from"] = {"path": str(src), "weights_sha256": meta["files"][MODEL_FILE]["sha256"],
                               "dtype": dtype}

@@ -371,7 +371,8 @@ class LocatedReward:
     simulator's, approach shaping included. The only difference from the simulator row is then
     the dynamics. An object the frame no longer shows (under ``min_visible`` of its area) keeps
     its place in the context's last real frame: a vanished block counts as unmoved, never as
-    solved (a context without latents: it stays NaN, and its candidate is never chosen). BlockPush's ``entered`` flags come from the located blocks of the scored frames.
+    solved (a context without latents: it stays NaN, and its candidate is never chosen).
+    BlockPush's ``entered`` flags come from the located blocks of the scored frames.
 
     Args:
         world_model: anything with ``decode(latents (..., C, h, w)) -> uint8 (..., S, S, 3)``
