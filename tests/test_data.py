@@ -201,6 +201,32 @@ def test_make_expert():
         make_expert("nope", env, 0)
 
 
+def test_exploring_pusht_expert_plays_other_primitives_than_the_demonstrator():
+    """explore=1 executes a random primitive at every decision: from the same state its first
+    primitive differs from the demonstrator's; explore=0 is the demonstrator, bit for bit."""
+    import gymnasium as gym
+
+    from uva_plan.envs.pusht_expert import PushTExpert
+
+    env = gym.make("uva_plan/PushT-v0")
+    env.reset(seed=7)
+    state = np.array(env.unwrapped._read_physical())
+
+    def first_plan(expert):
+        env.unwrapped.set_state(state)
+        expert.reset(env)
+        expert.act(env)
+        return np.array(expert._queue)
+
+    demo = first_plan(PushTExpert(seed=0))
+    np.testing.assert_array_equal(first_plan(PushTExpert(seed=0, explore=0.0)), demo)
+    plays = [first_plan(PushTExpert(seed=s, explore=1.0)) for s in range(3)]
+    assert all(p.shape != demo.shape or not np.allclose(p, demo) for p in plays)
+    assert make_expert("pusht_explore", env, 0).explore == 0.5
+    with pytest.raises(ValueError, match="explore is a probability in \\[0, 1\\], got 1.5"):
+        PushTExpert(explore=1.5)
+
+
 # -- sampler -------------------------------------------------------------------------------------
 def hand_made(with_final: bool = True) -> dict:
     """Episode 0 has 5 steps, episode 1 has 3; every value encodes (episode, t) as 100 e + t."""

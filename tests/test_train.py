@@ -470,3 +470,48 @@ def test_tiny_uva_trains_on_cached_latents(vae_run, store, tmp_path):
     model, meta = load_model(out / "final", expected_kind="uva", expected_env_id=ENV_ID)
     assert meta["extra"]["vae"]["step"] == 3 and set(meta["normalizers"]) >= {"actions", "agent_pos"}
     assert model.config.width == 32 and not model.training
+
+
+def test_uva_fine_tunes_from_a_checkpoint_on_demos_plus_play_data(vae_run, store, tmp_path):
+    """init_from starts from another run's weights (a zero-step run reproduces them exactly);
+    play_stores add training windows (and only training windows); both refuse misfits."""
+    pytest.importorskip("uva_plan.models.uva")
+    base = tmp_path / "base"
+    train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                         f"out_dir={base}", "steps=2", "log_every=1", "val_every=2"]))
+    play = make_store(tmp_path / "play", n_episodes=3, n_steps=24, seed=5)
+    common = ["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}", "log_every=1",
+              f"data.play_stores=[{play}]", f"init_from={base / 'final'}"]
+    # lr ~ 0 for one step: the EMA of the initial weights is the initial weights.
+    tuned = train(compose_train([*common, f"out_dir={tmp_path / 'tuned'}", "steps=1", "lr=1e-12",
+                                 "warmup_steps=0", "val_every=1"]))
+    assert tuned["step"] == 1
+    a, _ = load_checkpoint(base / "final")
+    b, meta = load_checkpoint(tmp_path / "tuned" / "final")
+    assert set(a) == set(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    assert meta["extra"]["train_config"]["data"]["play_stores"] == [str(play)]
+
+    # The play windows join training only: the training set grows by the play store's windows.
+    from uva_plan.train import build_uva, ConcatWindows, Dist  # noqa: I001
+    cfg = TrainConfig.from_dict(OmegaConf.to_container(compose_train([*common, f"out_dir={tmp_path / 'z'}"]),
+                                                     resolve=True))
+    task = build_uva(cfg, Dist(rank=0, world=1))
+    alone = build_uva(replace(cfg, data=replace(cfg.data, play_stores=[])), Dist(rank=0, world=1))
+    assert isinstance(task.train, ConcatWindows) and len(task.val) == len(alone.val)
+    n_play = len(SequenceSampler.uva(EpisodeStore.open(play).load(), episodes=range(3)))
+    assert len(task.train) == len(alone.train) + n_play
+    idx = np.array([len(task.train) - 1, 0, len(alone.train), 3])
+    batch = task.train.batch(idx)
+    first = alone.train.batch(np.array([0, 3]))
+    torch.testing.assert_close(batch["latents"][[1, 3]], first["latents"])
+    assert batch["actions"].shape[0] == 4
+
+    wide = tmp_path / "wide"
+    train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                         f"out_dir={wide}", "steps=1", "model.width=48", "log_every=1", "val_every=1"]))
+    with pytest.raises(ValueError, match=r"init_from=.*wide.*does not fit"):
+        train(compose_train([*common[:-1], f"init_from={wide / 'final'}", f"out_dir={tmp_path / 'x'}", "steps=1"]))
+    with pytest.raises(CheckpointError, match="expected 'uva'"):
+        train(compose_train([*common[:-1], f"init_from={vae_run}", f"out_dir={tmp_path / 'y'}", "steps=1"]))

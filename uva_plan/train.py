@@ -57,9 +57,11 @@ from uva_plan.checkpoint import (
     MODEL_CLASSES,
     MODEL_FILE,
     check_config,
+    config_differences,
     export_checkpoint,
     import_object,
     latest_valid_checkpoint,
+    load_checkpoint,
     read_meta,
     read_trainer_state,
     read_weights,
@@ -105,11 +107,18 @@ class DataConfig:
     # imagined frames of the held-out episodes only, what a planner's objective reads.
     imagined_uva: str | None = None
     imagined_window_stride: int = 2
+    # uva: play-data stores of the same env (e.g. collected with --expert pusht_explore) whose
+    # training-split windows join the first store's; normalisers and validation stay the first
+    # store's, so validation figures compare with a model trained on the demos alone.
+    play_stores: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if isinstance(self.stores, (str, Path)):
             self.stores = [self.stores]
         self.stores = [str(s) for s in self.stores]
+        if isinstance(self.play_stores, (str, Path)):
+            self.play_stores = [self.play_stores]
+        self.play_stores = [str(s) for s in self.play_stores]
         if not self.stores:
             raise ValueError(f"data.stores must name at least one episode store, got {self.stores=}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -123,6 +132,9 @@ class TrainConfig:
     data: DataConfig
     out_dir: str
     model_class: str | None = None  # "module:Class" with the model interface; default per kind
+    # a checkpoint (directory, e.g. a shipped model) of the same kind and architecture whose
+    # weights start the run (fine-tuning); the optimiser starts fresh. Resuming ignores it.
+    init_from: str | None = None
     vae_checkpoint: str | None = None  # uva, dpc (latent mode), state_head: the frozen VAE whose cached latents they learn
     batch_size: int = 64  # global: split across DDP ranks
     steps: int = 10_000  # the run's length; also the length of the cosine schedule
@@ -259,6 +271,51 @@ def _one_store_with_latents(cfg: TrainConfig, dist: Dist, need_vae: bool = True)
     return store, data, latents, info
 
 
+def _play_data(cfg: TrainConfig, dist: Dist, main: EpisodeStore) -> list[tuple[dict, np.ndarray]]:
+    """(data, latents) of every ``data.play_stores`` entry, each checked to hold ``main``'s env
+    and encoded by the same VAE (rank 0 builds a missing cache)."""
+    out = []
+    for root in cfg.data.play_stores:
+        store = EpisodeStore.open(root)
+        if store.meta["env_id"] != main.meta["env_id"]:
+            raise ValueError(f"data.play_stores entry {root} holds {store.meta['env_id']} data, but "
+                             f"{main.root} holds {main.meta['env_id']}: play data must be the same env's")
+        data = store.load()
+        if dist.main:
+            ensure_latents(store.root, cfg.vae_checkpoint, data=data, console=console)
+        dist.barrier()
+        out.append((data, load_latents(store.root, cfg.vae_checkpoint, data=data)[0]))
+    return out
+
+
+class ConcatWindows:
+    """Several window sets as one: index i < len(parts[0]) is the first part's window i, and so
+    on. ``batch`` keeps the order of the indices it is given."""
+
+    def __init__(self, parts: list):
+        if not parts:
+            raise ValueError("ConcatWindows needs at least one part")
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"window indices must lie in [0, {len(self)}), got min {indices.min()}, "
+                             f"max {indices.max()}")
+        part = np.searchsorted(self.offsets, indices, side="right") - 1
+        pieces, order = [], []
+        for k in np.unique(part):
+            where = np.flatnonzero(part == k)
+            pieces.append(self.parts[k].batch(indices[where] - self.offsets[k]))
+            order.append(where)
+        inverse = np.argsort(np.concatenate(order), kind="stable")
+        return {key: torch.cat([p[key] for p in pieces])[torch.from_numpy(inverse)] for key in pieces[0]}
+
+
 def build_vae(cfg: TrainConfig, dist: Dist) -> Task:
     """Frames rendered from random stored states of every store; the latent scaling is fitted
     at the end on a sample of training frames."""
@@ -296,6 +353,10 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
     normalizers = store.normalizers()
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
     train = LatentWindows(SequenceSampler.uva(data, episodes=train_eps), latents, normalizers)
+    play = [LatentWindows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"]))), z, normalizers)
+            for d, z in _play_data(cfg, dist, store)]
+    if play:
+        train = ConcatWindows([train, *play])
     val = LatentWindows(SequenceSampler.uva(data, episodes=val_eps), latents, normalizers) if val_eps else None
     model = make_model(cfg)
     offsets = np.asarray(UVA_FRAME_OFFSETS)
@@ -641,6 +702,21 @@ def train(cfg: TrainConfig | DictConfig | dict) -> dict:
             torch.distributed.destroy_process_group()
 
 
+def _initialise_from(model: nn.Module, cfg: TrainConfig) -> None:
+    """Load ``cfg.init_from``'s weights (cast to the model's dtype) into ``model``: same kind,
+    same parameter names and shapes; other config fields (e.g. task mode weights) may differ."""
+    state, meta = load_checkpoint(cfg.init_from, expected_kind=cfg.kind)
+    own = model.state_dict()
+    bad = sorted(set(own) ^ set(state)) + [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+                                           for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"init_from={cfg.init_from} does not fit this model's architecture "
+                         f"(differing parameters, first 5 of {len(bad)}): {bad[:5]}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    diffs = config_differences(meta["config"], _config_dict(model))
+    console.print(f"initialised from {cfg.init_from}" + (f"; config differs in {diffs}" if diffs else ""))
+
+
 def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {dist.world} DDP ranks")
@@ -657,6 +733,8 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     task = BUILDERS[cfg.kind](cfg, dist)
+    if cfg.init_from is not None and resume_path is None:
+        _initialise_from(task.model, cfg)
     model = task.model.to(device).train()
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     optimizer = make_optimizer(model, cfg)

@@ -32,7 +32,7 @@ import uva_plan  # noqa: F401  (registers the environments, also in spawned work
 from uva_plan.data.store import EpisodeStore, atomic_write_json
 from uva_plan.metrics import wilson_interval
 
-EXPERTS = ("pusht", "blockpush", "random")
+EXPERTS = ("pusht", "pusht_explore", "blockpush", "random")
 # Scalar info entries recorded as episode metrics when the env reports them (final step).
 INFO_METRICS = ("coverage", "max_coverage", "p1", "p2", "task_success")
 
@@ -60,7 +60,7 @@ def make_expert(name: str, env: gym.Env, seed: int):
         return RandomExpert(seed=seed)
     from uva_plan.envs import experts
 
-    if name not in experts.ENV_IDS:
+    if name not in experts.ENV_IDS and name not in experts.EXPLORERS:
         raise ValueError(f"unknown expert {name!r}; choose one of {EXPERTS}")
     return experts.make_expert(name, seed)
 

@@ -24,17 +24,22 @@ from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.metrics import wilson_interval
 
 ENV_IDS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
+# Play-data experts: a demonstrator that executes a random primitive at this share of its
+# decisions (PushTExpert's ``explore``), for forward-dynamics training data.
+EXPLORERS = {"pusht_explore": ("pusht", 0.5)}
 
 
 def make_expert(name: str, seed: int):
     """The expert for an environment name ('pusht' or 'blockpush')."""
     if name == "pusht":
         return PushTExpert(seed=seed)
+    if name in EXPLORERS:
+        return PushTExpert(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush":
         from uva_plan.envs.blockpush import BlockPushOracle
 
         return BlockPushOracle(seed=seed)
-    raise ValueError(f"unknown expert {name!r}; expected one of {sorted(ENV_IDS)}")
+    raise ValueError(f"unknown expert {name!r}; expected one of {sorted(ENV_IDS) + sorted(EXPLORERS)}")
 
 
 def run_episode(env, expert, seed: int, options: dict | None = None) -> dict:

@@ -61,14 +61,22 @@ class PushTExpert:
         push_lengths: candidate push lengths (px).
         safe_radius: radius around the block's CoG that approach paths circle along (px).
         step: target motion per control step while moving or pushing (px).
+        explore: probability that a decision executes a uniformly drawn primitive instead of the
+            best one. 0 (the default) is the demonstrator; above 0 it collects play data: real
+            pushes in every direction from the states a demonstrator visits, which a dynamics
+            model needs to learn what different actions do (demos alone pair each state with
+            nearly one action).
     """
 
     def __init__(self, seed: int = 0, spacing: float = 15.0,
                  push_lengths: tuple[float, ...] = (8.0, 24.0, 56.0), safe_radius: float = 100.0,
-                 step: float = 12.0):
+                 step: float = 12.0, explore: float = 0.0):
         if spacing <= 0 or step <= 0 or safe_radius <= 0 or not push_lengths:
             raise ValueError(f"expert sizes must be positive: {spacing=}, {step=}, {safe_radius=}, "
                              f"{push_lengths=}")
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore is a probability in [0, 1], got {explore}")
+        self.explore = float(explore)
         self.rng = np.random.default_rng(seed)
         self.points, self.normals = _contact_points(spacing)
         self.push_lengths = tuple(push_lengths)
@@ -137,6 +145,8 @@ class PushTExpert:
 
     def _plan(self, physical: np.ndarray) -> list[np.ndarray]:
         primitives = self._primitives(physical)
+        if self.explore > 0.0 and self.rng.random() < self.explore:
+            return [np.clip(a, 0.0, 512.0) for a in primitives[self.rng.integers(len(primitives))]]
         sim = self._sim
         costs = np.empty(len(primitives))
         for i, actions in enumerate(primitives):
