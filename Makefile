@@ -46,7 +46,10 @@ pretrained: $(STAMP)
 	$(TRAIN) train=vae
 	$(PY) -m uva_plan.hub export vae outputs/train/vae/final
 	pids=; for e in pusht blockpush; do $(TRAIN) train=uva "data.stores=[data/$$e]" $(VAE) out_dir=outputs/train/uva_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
-	for e in pusht blockpush; do $(PY) -m uva_plan.hub export $$e/uva outputs/train/uva_$$e/final || exit 1; done
+	$(PY) -m uva_plan.data.collect --env uva_plan/PushT-v0 --expert pusht_explore --n-episodes 150 --out data/pusht_explore --seed 500000 --workers $(JOBS)
+	$(TRAIN) train=uva_play $(VAE) init_from=outputs/train/uva_pusht/final out_dir=outputs/train/uva_play_pusht
+	$(PY) -m uva_plan.hub export pusht/uva outputs/train/uva_play_pusht/final
+	$(PY) -m uva_plan.hub export blockpush/uva outputs/train/uva_blockpush/final
 	pids=; for e in pusht blockpush; do $(TRAIN) train=dpc "data.stores=[data/$$e]" $(VAE) threads=1 out_dir=outputs/train/dpc_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head "data.stores=[data/$$e]" model.env=$$e $(VAE) threads=1 out_dir=outputs/train/state_head_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head_imagined "data.stores=[data/$$e]" model.env=$$e $(VAE) data.imagined_uva=uva_plan/pretrained/$$e/uva threads=1 out_dir=outputs/train/state_head_imagined_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done

@@ -227,6 +227,40 @@ def test_exploring_pusht_expert_plays_other_primitives_than_the_demonstrator():
         PushTExpert(explore=1.5)
 
 
+def test_exploring_blockpush_oracle_detours_from_the_demonstrator():
+    """explore=0 reproduces the oracle's actions exactly; explore > 0 makes straight-line
+    detours (equal steps along one direction) and the episode still goes on under the oracle."""
+    import gymnasium as gym
+
+    from uva_plan.envs.blockpush import BlockPushOracle
+
+    def rollout(expert, n=60):
+        env = gym.make("uva_plan/BlockPush-v0")
+        env.reset(seed=3)
+        expert.reset(env)
+        actions = []
+        for _ in range(n):
+            actions.append(expert.act(env))
+            env.step(actions[-1])
+        return np.array(actions)
+
+    demo = rollout(BlockPushOracle(seed=1))
+    np.testing.assert_array_equal(rollout(BlockPushOracle(seed=1, explore=0.0)), demo)
+    expert = BlockPushOracle(seed=1, explore=1.0)
+    env = gym.make("uva_plan/BlockPush-v0")
+    env.reset(seed=3)
+    expert.reset(env)
+    first = expert.act(env)
+    detour = [first, *expert.detour]
+    assert 4 <= len(detour) <= 12
+    steps = np.diff(np.array(detour), axis=0)
+    np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-9)
+    assert not np.allclose(rollout(BlockPushOracle(seed=1, explore=0.06)), demo)
+    assert make_expert("blockpush_explore", env, 0).explore == 0.06
+    with pytest.raises(ValueError, match="explore is a probability"):
+        BlockPushOracle(explore=-0.1)
+
+
 # -- sampler -------------------------------------------------------------------------------------
 def hand_made(with_final: bool = True) -> dict:
     """Episode 0 has 5 steps, episode 1 has 3; every value encodes (episode, t) as 100 e + t."""

@@ -32,7 +32,7 @@ import uva_plan  # noqa: F401  (registers the environments, also in spawned work
 from uva_plan.data.store import EpisodeStore, atomic_write_json
 from uva_plan.metrics import wilson_interval
 
-EXPERTS = ("pusht", "pusht_explore", "blockpush", "random")
+EXPERTS = ("pusht", "pusht_explore", "blockpush", "blockpush_explore", "random")
 # Scalar info entries recorded as episode metrics when the env reports them (final step).
 INFO_METRICS = ("coverage", "max_coverage", "p1", "p2", "task_success")
 

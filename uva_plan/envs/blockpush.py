@@ -286,12 +286,19 @@ class BlockPushOracle:
         env: optional env whose task ``reset()`` reads when given no argument.
         assignment: None, 0..3 or (block, target): the first job when the env has no task.
         seed: seeds the random order.
+        explore: per-step probability of starting a detour, for play data: 4-12 steps of the
+            pusher target moving in a straight line (half the time toward a block, +-45 deg),
+            after which the state machine takes over again from wherever that left the blocks.
+            0 (the default) is the demonstrator, bit for bit; 0.06 detours ~1/3 of the steps.
     """
 
     def __init__(self, env=None, assignment=None, seed: int = 0, lead: float = 24.0,
                  push_lead: float = 16.0, margin: float = 4.0, lateral_max: float = 8.0,
                  angle_max: float = 0.5, done_radius: float = 10.0, redo_radius: float = 30.0,
-                 block_clearance: float = 80.0, max_target_step: float = 15.0):
+                 block_clearance: float = 80.0, max_target_step: float = 15.0, explore: float = 0.0):
+        if not 0.0 <= explore <= 1.0:
+            raise ValueError(f"explore is a probability in [0, 1], got {explore}")
+        self.explore = float(explore)
         if min(lead, push_lead, margin, lateral_max, angle_max, done_radius, block_clearance,
                max_target_step) <= 0:
             raise ValueError(f"oracle sizes must be positive: {lead=}, {push_lead=}, {margin=}, "
@@ -332,15 +339,34 @@ class BlockPushOracle:
         self.mode = "approach"
         self.retreat_point: np.ndarray | None = None
         self.last_action: np.ndarray | None = None
+        self.detour: list[np.ndarray] = []
 
     def act(self, env) -> np.ndarray:
         """Next absolute pusher target (2,) in pixels."""
         state = np.asarray(env.unwrapped._read_physical())
+        if self.explore > 0.0 and not self.detour and self.rng.random() < self.explore:
+            self.detour = self._plan_detour(state)
+        if self.detour:
+            self.last_action = np.clip(self.detour.pop(0), 0.0, WORKSPACE)
+            self.mode = "approach"  # re-plan the push from wherever the detour ends
+            return self.last_action.copy()
         desired = self._target(state)
         if self.last_action is not None:  # smooth demonstrations: bounded target motion
             desired = self.last_action + _clip_norm(desired - self.last_action, self.max_target_step)
         self.last_action = np.clip(desired, 0.0, WORKSPACE)
         return self.last_action.copy()
+
+    def _plan_detour(self, state: np.ndarray) -> list[np.ndarray]:
+        """4-12 pusher targets along a straight line from the pusher (see ``explore``)."""
+        pusher = state[:2]
+        if self.rng.random() < 0.5:
+            block = block_centres(state[None])[0][self.rng.integers(2)]
+            heading = math.atan2(*(block - pusher)[::-1]) + self.rng.normal(0.0, math.pi / 4)
+        else:
+            heading = self.rng.uniform(-math.pi, math.pi)
+        step = self.max_target_step * self.rng.uniform(0.3, 1.0)
+        direction = np.array([math.cos(heading), math.sin(heading)])
+        return [pusher + direction * step * k for k in range(1, int(self.rng.integers(4, 13)) + 1)]
 
     def _target(self, state: np.ndarray) -> np.ndarray:
         """The state machine's pusher target before rate limiting."""

@@ -24,17 +24,22 @@ from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.metrics import wilson_interval
 
 ENV_IDS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
-# Play-data experts: a demonstrator that executes a random primitive at this share of its
-# decisions (PushTExpert's ``explore``), for forward-dynamics training data.
-EXPLORERS = {"pusht_explore": ("pusht", 0.5)}
+# Play-data experts for forward-dynamics training data: a demonstrator with its ``explore``
+# setting (PushTExpert: share of decisions that run a random primitive; BlockPushOracle:
+# per-step probability of a straight-line detour).
+EXPLORERS = {"pusht_explore": ("pusht", 0.5), "blockpush_explore": ("blockpush", 0.06)}
 
 
 def make_expert(name: str, seed: int):
     """The expert for an environment name ('pusht' or 'blockpush')."""
     if name == "pusht":
         return PushTExpert(seed=seed)
-    if name in EXPLORERS:
+    if name == "pusht_explore":
         return PushTExpert(seed=seed, explore=EXPLORERS[name][1])
+    if name == "blockpush_explore":
+        from uva_plan.envs.blockpush import BlockPushOracle
+
+        return BlockPushOracle(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush":
         from uva_plan.envs.blockpush import BlockPushOracle
 
