@@ -37,7 +37,8 @@ bench: $(STAMP)
 
 # Collect the data and train every shipped model on this CPU, then export them (fp16) into
 # uva_plan/pretrained/. Each step resumes if killed; a finished step is skipped when rerun.
-# The two environments' models train side by side, one thread each.
+# The two environments' models train side by side, one thread each; the play-data fine-tunes
+# (configs/train/uva_play.yaml) run one after the other on both threads (faster here than side by side).
 TRAIN := $(PY) -m uva_plan.train
 VAE := vae_checkpoint=outputs/train/vae/final
 pretrained: $(STAMP)
@@ -47,9 +48,9 @@ pretrained: $(STAMP)
 	$(PY) -m uva_plan.hub export vae outputs/train/vae/final
 	pids=; for e in pusht blockpush; do $(TRAIN) train=uva "data.stores=[data/$$e]" $(VAE) out_dir=outputs/train/uva_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	$(PY) -m uva_plan.data.collect --env uva_plan/PushT-v0 --expert pusht_explore --n-episodes 150 --out data/pusht_explore --seed 500000 --workers $(JOBS)
-	$(TRAIN) train=uva_play $(VAE) init_from=outputs/train/uva_pusht/final out_dir=outputs/train/uva_play_pusht
-	$(PY) -m uva_plan.hub export pusht/uva outputs/train/uva_play_pusht/final
-	$(PY) -m uva_plan.hub export blockpush/uva outputs/train/uva_blockpush/final
+	$(PY) -m uva_plan.data.collect --env uva_plan/BlockPush-v0 --expert blockpush_explore --n-episodes 300 --out data/blockpush_explore --seed 500000 --workers $(JOBS)
+	for e in pusht blockpush; do $(TRAIN) train=uva_play "data.stores=[data/$$e]" "data.play_stores=[data/$${e}_explore]" $(VAE) init_from=outputs/train/uva_$$e/final out_dir=outputs/train/uva_play_$$e || exit 1; done
+	for e in pusht blockpush; do $(PY) -m uva_plan.hub export $$e/uva outputs/train/uva_play_$$e/final || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=dpc "data.stores=[data/$$e]" $(VAE) threads=1 out_dir=outputs/train/dpc_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head "data.stores=[data/$$e]" model.env=$$e $(VAE) threads=1 out_dir=outputs/train/state_head_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
 	pids=; for e in pusht blockpush; do $(TRAIN) train=state_head_imagined "data.stores=[data/$$e]" model.env=$$e $(VAE) data.imagined_uva=uva_plan/pretrained/$$e/uva threads=1 out_dir=outputs/train/state_head_imagined_$$e & pids="$$pids $$!"; done; for p in $$pids; do wait $$p || exit 1; done
