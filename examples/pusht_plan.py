@@ -34,7 +34,8 @@ def main(cfg: DictConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
-    model = UVA.from_pretrained("pusht", proposer=cfg.proposer, objective=cfg.objective, seed=int(cfg.seed))
+    model = UVA.from_pretrained("pusht", proposer=cfg.proposer, objective=cfg.objective,
+                               state_head=cfg.state_head, seed=int(cfg.seed))
     planner = Planner(model, make_optimizer(cfg.planner, int(cfg.n_samples), int(cfg.seed)),
                       n_action_steps=int(cfg.n_action_steps), warm_start=False)
     title = (f"Push-T: {cfg.proposer} proposals, UVA dynamics, {cfg.objective} objective, "

@@ -206,11 +206,12 @@ def test_demo_runs_with_its_config_and_writes_gif_and_results(tmp_path):
     import subprocess
 
     cmd = [sys.executable, str(ROOT / "examples" / "pusht_plan.py"), "n_episodes=1", "max_steps=9", "n_samples=4",
-           "planner=cem", f"out_dir={tmp_path}", "threads=1"]
+           "planner=cem", "state_head=real", f"out_dir={tmp_path}", "threads=1"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["summary"]["n_episodes"] == 1 and results["config"]["planner"] == "cem"
+    assert results["config"]["state_head"] == "real"
     assert (tmp_path / "episode_100000.gif").read_bytes()[:6] == b"GIF89a"
     assert "ms_per_plan" in done.stdout
 
