@@ -217,6 +217,17 @@ def test_demo_runs_with_its_config_and_writes_gif_and_results(tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_passes_its_state_head_choice_to_the_model(tmp_path):
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "examples" / "pusht_plan.py"), "n_episodes=1", "max_steps=9", "n_samples=4",
+           "state_head=bogus", f"out_dir={tmp_path}", "threads=1"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "state_head must be 'imagined' or 'real', got 'bogus'" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
 def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path):
     from uva_plan.data.collect import main as collect
 
