@@ -15,6 +15,11 @@ cost minus UVA's cost of the pick, against ``mean_optimism`` over all candidates
 candidate that UVA's best-of-N gets (random N-subsets; the offline analogue of the guidance
 experiment's gap closed). ``--n-video-steps`` / ``--video-head-steps`` / ``--temperature`` set
 how UVA imagines (default: the planning settings of ``UVA.from_pretrained``).
+``--n-imaginations K`` imagines each candidate K times with fresh noise and ranks by the mean
+cost; ``self_rho`` is the Spearman correlation of two imaginations' costs (how much of UVA's
+ranking error is sampling noise that averaging removes). ``rho_real_truth`` and
+``real_truth_fraction_at_N`` rank by the objective on the real frames against the task's own
+cost on exact states: the most a perfect imagination could give with that objective.
 
     python examples/ranking_fidelity.py --env pusht --n-states 40
     python examples/ranking_fidelity.py --env blockpush --n-states 40
@@ -25,6 +30,7 @@ Writes ranking_<env>.json / .md / .png into --out and prints a rich table.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -72,7 +78,8 @@ def pick_states(store: EpisodeStore, episodes: list[int], n_states: int, history
     return picks
 
 
-def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200, key: str = "sim_cost") -> float:
+def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200, key: str = "sim_cost",
+                    score_key: str = "uva_cost") -> float:
     """How much of the simulator's own best-of-n gain UVA's best-of-n gets, over the states.
 
     For random n-subsets of each state's candidates: (mean sim cost - sim cost of UVA's pick)
@@ -80,12 +87,14 @@ def oracle_fraction(results: list[dict], n: int, seed: int, n_subsets: int = 200
     picks as the simulator would; 0: no better than a random candidate (DP-C alone); < 0: worse.
     The offline analogue of the guidance experiment's gap closed, at budget n. ``key``: the
     reference costs, "sim_cost" (the same objective on the real frames) or "truth_cost" (the
-    task's simulator objective on exact states, what the dpc+sim row ranks by).
+    task's simulator objective on exact states, what the dpc+sim row ranks by). ``score_key``:
+    the costs that pick, "uva_cost" (imagined) or "sim_cost" (the objective on the real frames:
+    the fraction a perfect imagination would get with this objective).
     """
     rng = np.random.default_rng(seed)
     gained = possible = 0.0
     for r in results:
-        uva, sim = np.asarray(r["uva_cost"]), np.asarray(r[key])
+        uva, sim = np.asarray(r[score_key]), np.asarray(r[key])
         for _ in range(n_subsets):
             subset = rng.choice(len(sim), size=n, replace=False)
             mean = sim[subset].mean()
@@ -105,16 +114,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-video-steps", type=int, default=1, help="unmasking steps (model default: 8)")
     parser.add_argument("--video-head-steps", type=int, default=4, help="video head DDIM steps (model default: 16)")
     parser.add_argument("--temperature", type=float, default=0.01)
+    parser.add_argument("--n-imaginations", type=int, default=1,
+                        help="imagine each candidate this many times (fresh noise) and average the costs")
     parser.add_argument("--state-head", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="also score with this state head (objective NAME), e.g. "
                              "imagined=outputs/train/state_head_imagined_pusht/final; repeatable")
+    parser.add_argument("--objectives", nargs="+", default=None, metavar="NAME",
+                        help="score only these objectives (state_head, goal_image, located, located_act, "
+                             "and --state-head names; default: all)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[8, 32, 100],
                         help="N for oracle_fraction_at_N (random subsets of the candidates)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="outputs/ranking")
     args = parser.parse_args(argv)
-    if args.n_states < 1 or args.n_candidates < 10:
-        parser.error(f"need --n-states >= 1 and --n-candidates >= 10, got {args.n_states}, {args.n_candidates}")
+    if args.n_states < 1 or args.n_candidates < 10 or args.n_imaginations < 1:
+        parser.error(f"need --n-states >= 1, --n-candidates >= 10 and --n-imaginations >= 1, got "
+                     f"{args.n_states}, {args.n_candidates}, {args.n_imaginations}")
     if args.threads:
         torch.set_num_threads(args.threads)
     revision = git_revision()
@@ -137,6 +152,11 @@ def main(argv: list[str] | None = None) -> dict:
         head, _ = load_model(path, expected_kind="state_head", expected_env_id=env_id)
         objectives[name] = StateReward(head.eval(), env_id)
     assert isinstance(objectives["state_head"], StateReward)
+    if args.objectives is not None:
+        unknown = sorted(set(args.objectives) - set(objectives))
+        if unknown:
+            parser.error(f"--objectives: unknown {unknown}; choose from {sorted(objectives)}")
+        objectives = {name: objectives[name] for name in args.objectives}
     store = EpisodeStore.open(args.store or f"data/{args.env}")
     _, val = train_val_split(len(store), 0.05, 0)  # the split UVA, DP-C and the state head held out
     rng = np.random.default_rng(args.seed)
@@ -156,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
         history = [observation(args.env, s, im) for s, im in zip(past, images)]
         context = model.context(history)
         candidates = model.sample(context, args.n_candidates)
-        imagined = model.rollout(context, candidates)
+        imaginations = [model.rollout(context, candidates) for _ in range(args.n_imaginations)]
+        imagined = imaginations[0]
         sim.env.reset(options={"state": past[-1]})
         env_units = model.normalizer.unnormalize(candidates.double().numpy())  # UVA's normaliser -> px
         true = sim.rollout(SimContext(state=sim.env.get_state(), agent_pos=past[-1][:2]),
@@ -170,8 +191,11 @@ def main(argv: list[str] | None = None) -> dict:
         truth = truth_objective.cost(Rollout(actions=candidates, states=true.states, context=context)).double().numpy()
         truth_top = set(np.argsort(truth)[: max(1, len(truth) // 10)].tolist())
         for name, objective in objectives.items():
-            uva_cost = objective.cost(imagined).double().numpy()
+            draws = np.stack([objective.cost(r).double().numpy() for r in imaginations])  # (K, N)
+            uva_cost = draws.mean(axis=0)
             sim_cost = objective.cost(real).double().numpy()
+            # Two imaginations of the same candidates agree this well (1: imagination is deterministic).
+            self_rho = spearmanr(draws[0], draws[1]).statistic if len(draws) > 1 else math.nan
             rho = spearmanr(uva_cost, sim_cost).statistic
             top = np.argsort(sim_cost)[: max(1, len(sim_cost) // 10)]
             pick = int(np.argmin(uva_cost))
@@ -185,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict:
                                     "optimism": float(sim_cost[pick] - uva_cost[pick]),
                                     "mean_optimism": float((sim_cost - uva_cost).mean()),
                                     "spearman_truth": float(np.nan_to_num(spearmanr(uva_cost, truth).statistic)),
+                                    # The objective on the real frames against the task's own cost:
+                                    # how well a perfect imagination could rank with this objective.
+                                    "spearman_real_truth": float(np.nan_to_num(spearmanr(sim_cost, truth).statistic)),
+                                    "self_spearman": float(self_rho),
                                     "uva_pick_in_truth_top10": bool(pick in truth_top),
                                     "uva_cost": uva_cost.tolist(), "sim_cost": sim_cost.tolist(),
                                     "truth_cost": truth.tolist()})
@@ -200,6 +228,11 @@ def main(argv: list[str] | None = None) -> dict:
                      "top10_hit": hits / len(results), "top10_hit_wilson95": [low, high],
                      "rho_truth": float(np.mean([r["spearman_truth"] for r in results])),
                      "truth_top10_hit": float(np.mean([r["uva_pick_in_truth_top10"] for r in results])),
+                     "rho_real_truth": float(np.mean([r["spearman_real_truth"] for r in results])),
+                     "self_rho": float(np.mean([r["self_spearman"] for r in results])),
+                     **{f"real_truth_fraction_at_{n}": oracle_fraction(results, n, args.seed, key="truth_cost",
+                                                                     score_key="sim_cost")
+                        for n in args.budgets if n <= args.n_candidates},
                      **{f"truth_fraction_at_{n}": oracle_fraction(results, n, args.seed, key="truth_cost")
                         for n in args.budgets if n <= args.n_candidates},
                      "regret": float(np.mean([r["regret"] for r in results])),

@@ -240,6 +240,8 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     rows = {r["objective"]: r for r in result["rows"]}
     assert set(rows) == {"state_head", "goal_image", "located", "located_act"}
     for row in rows.values():
+        assert np.isnan(row["self_rho"])  # one imagination: nothing to agree with
+        assert -1 <= row["rho_real_truth"] <= 1 and -np.inf < row["real_truth_fraction_at_8"] <= 1
         assert -1 <= row["rho_truth"] <= 1 and 0 <= row["truth_top10_hit"] <= 1
         assert -np.inf < row["truth_fraction_at_8"] <= 1
         assert row["states"] == 2 and -1 <= row["rho"] <= 1 and 0 <= row["top10_hit"] <= 1
@@ -252,6 +254,12 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     saved = json.loads((out / "ranking_pusht.json").read_text())
     assert saved["git_revision"] and len(saved["per_state"]["state_head"]) == 2
     assert (out / "ranking_pusht.png").exists()
+    # Two imaginations per candidate, one objective: the costs ranked are the two's mean.
+    again = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "1",
+                                               "--n-candidates", "10", "--threads", "1", "--n-imaginations", "2",
+                                               "--objectives", "state_head", "--out", str(tmp_path / "k2")])
+    (row,) = again["rows"]
+    assert row["objective"] == "state_head" and -1 <= row["self_rho"] <= 1
 
 
 def test_oracle_fraction_is_one_for_the_simulator_zero_for_noise_negative_reversed():

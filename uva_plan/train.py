@@ -353,7 +353,10 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
     normalizers = store.normalizers()
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
     train = LatentWindows(SequenceSampler.uva(data, episodes=train_eps), latents, normalizers)
-    play = [LatentWindows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"]))), z, normalizers)
+    # A branch store (uva_plan.data.branches) marks each branch's counterfactual step: only that
+    # window of a branch is trained on; its executed DP-C episodes (branch_t -1) give every window.
+    play = [LatentWindows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"])),
+                                              anchor_steps=d.get("metrics", {}).get("branch_t")), z, normalizers)
             for d, z in _play_data(cfg, dist, store)]
     if play:
         train = ConcatWindows([train, *play])

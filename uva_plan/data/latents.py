@@ -88,11 +88,28 @@ def _fingerprint(env_id: str, rows: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def needed_rows(store: EpisodeStore, data: dict) -> np.ndarray:
+    """(R,) bool: the frame rows the cache must encode. Every row, except in a branch store
+    (``uva_plan.data.branches``, meta ``branch_t``), whose branch episodes are only read through
+    their counterfactual UVA window: there only the rows of the UVA windows at each episode's
+    ``branch_t`` metric (every window of its executed episodes, ``branch_t`` -1)."""
+    rows = SequenceSampler(data, (0,), 0, 1).frame_table
+    steps = data.get("metrics", {}).get("branch_t")
+    if "branch_t" not in store.meta or steps is None:
+        return np.ones(len(rows), dtype=bool)
+    sampler = SequenceSampler.uva(data, anchor_steps=steps)
+    needed = np.zeros(len(rows), dtype=bool)
+    needed[np.unique(sampler.row_indices(np.arange(len(sampler))))] = True
+    return needed
+
+
 def cache_latents(store_root: str | os.PathLike, vae: str | os.PathLike, render_size: int | None = None,
                   out_path: str | os.PathLike | None = None, batch_size: int = 256,
                   console: Console | None = None) -> Path:
     """Render every stored frame at ``render_size`` (default: the VAE's image size), encode it
-    with the VAE checkpoint ``vae`` and write the cache atomically; returns the .npy path."""
+    with the VAE checkpoint ``vae`` and write the cache atomically; returns the .npy path.
+    A branch store encodes only the rows its training windows read (``needed_rows``; the others
+    are NaN)."""
     store = EpisodeStore.open(store_root)
     data = store.load()
     rows = frame_rows(data)
@@ -106,23 +123,30 @@ def cache_latents(store_root: str | os.PathLike, vae: str | os.PathLike, render_
         raise ValueError(f"the VAE at {identity['path']} encodes {image_size}px frames, got {render_size=}")
     env_id = store.meta["env_id"]
     env_cls = env_class(env_id)
-    latents = None
+    needed = needed_rows(store, data)
+    # Identical states (a branch store's shared prefixes) are rendered and encoded once.
+    unique, inverse = np.unique(rows[needed], axis=0, return_inverse=True)
+    encoded = None
     columns = (TextColumn("encoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with torch.inference_mode(), Progress(*columns, console=console) as progress:
-        task = progress.add_task(str(store_root), total=len(rows))
-        for start in range(0, len(rows), batch_size):
-            frames = env_cls.render_states(rows[start:start + batch_size], render_size)  # (B, S, S, 3)
-            z = model.encode(torch.from_numpy(frames)).float().cpu().numpy()             # (B, C, h, w)
-            if latents is None:
-                latents = np.empty((len(rows), *z.shape[1:]), dtype=np.float16)
-            latents[start:start + len(z)] = z
+        task = progress.add_task(str(store_root), total=len(unique))
+        for start in range(0, len(unique), batch_size):
+            frames = env_cls.render_states(unique[start:start + batch_size], render_size)  # (B, S, S, 3)
+            z = model.encode(torch.from_numpy(frames)).float().cpu().numpy()               # (B, C, h, w)
+            if encoded is None:
+                encoded = np.empty((len(unique), *z.shape[1:]), dtype=np.float16)
+            encoded[start:start + len(z)] = z
             progress.advance(task, len(z))
+    # Rows no window reads stay NaN: reading one by mistake poisons the loss instead of passing silently.
+    latents = np.full((len(rows), *encoded.shape[1:]), np.nan, dtype=np.float16)
+    latents[np.flatnonzero(needed)] = encoded[inverse.reshape(-1)]
     npy, info_path = cache_paths(store_root, out_path)
     atomic_write(npy, lambda f: np.save(f, latents))
     atomic_write_json(info_path, {
         "cache_version": CACHE_VERSION, "vae": identity, "render_size": render_size, "env_id": env_id,
         "layout": LAYOUT, "shape": list(latents.shape), "dtype": "float16",
         "n_episodes": len(data["episode_ends"]), "store_sha256": _fingerprint(env_id, rows),
+        "encoded_rows": int(needed.sum()), "encoded_frames": len(unique),
         "latents_sha256": hashlib.sha256(latents.tobytes()).hexdigest()})
     return npy
 

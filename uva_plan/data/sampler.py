@@ -47,11 +47,13 @@ class SequenceSampler:
         episodes: positions (0..E-1 in the data's order) of the episodes to sample from,
             e.g. one side of ``train_val_split``; default all. With a store that has gaps,
             ``data["episode_indices"][position]`` is the store index.
+        anchor_steps: (E,) per episode, the one step to anchor at, or -1 for every step (a branch
+            store's ``branch_t`` metric: only the counterfactual window of each branch).
     """
 
     def __init__(self, data: EpisodeStore | dict, frame_offsets: Sequence[int], action_offset: int,
                  n_actions: int, render_size: int | None = None, env_cls: type | None = None,
-                 episodes: Sequence[int] | None = None):
+                 episodes: Sequence[int] | None = None, anchor_steps: Sequence[int] | None = None):
         if isinstance(data, EpisodeStore):
             data = data.load()
         self.states = np.asarray(data["states"], dtype=np.float64)
@@ -102,12 +104,23 @@ class SequenceSampler:
         self._anchor_episode = np.repeat(chosen, self.episode_lengths[chosen])
         self._anchor_t = np.concatenate([np.zeros(0, np.int64)]
                                         + [np.arange(n) for n in self.episode_lengths[chosen]])
+        if anchor_steps is not None:
+            anchor_steps = np.asarray(anchor_steps, dtype=np.int64)
+            if anchor_steps.shape != (n_episodes,):
+                raise ValueError(f"anchor_steps must be (E,) = ({n_episodes},), got {anchor_steps.shape}")
+            if (anchor_steps >= self.episode_lengths).any():
+                bad = int(np.flatnonzero(anchor_steps >= self.episode_lengths)[0])
+                raise ValueError(f"anchor_steps[{bad}] = {anchor_steps[bad]} is not a step of episode {bad} "
+                                 f"(length {self.episode_lengths[bad]})")
+            wanted = anchor_steps[self._anchor_episode]
+            keep = (wanted < 0) | (self._anchor_t == wanted)
+            self._anchor_episode, self._anchor_t = self._anchor_episode[keep], self._anchor_t[keep]
 
     @classmethod
     def uva(cls, data: EpisodeStore | dict, render_size: int | None = None, env_cls: type | None = None,
-            episodes: Sequence[int] | None = None) -> SequenceSampler:
+            episodes: Sequence[int] | None = None, anchor_steps: Sequence[int] | None = None) -> SequenceSampler:
         """UVA's windows: frames t-12, ..., t+16 every 4 steps; actions t..t+15."""
-        return cls(data, UVA_FRAME_OFFSETS, 0, 16, render_size, env_cls, episodes)
+        return cls(data, UVA_FRAME_OFFSETS, 0, 16, render_size, env_cls, episodes, anchor_steps)
 
     @classmethod
     def dpc(cls, data: EpisodeStore | dict, render_size: int | None = None, env_cls: type | None = None,
