@@ -34,18 +34,24 @@ def main(cfg: DictConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(cfg.seed)
+    # Trained parts in place of the shipped ones (null: shipped).
+    checkpoints = {part: str(path) for part, path in (("uva", cfg.uva_checkpoint),
+                                                     ("state_head", cfg.state_head_checkpoint)) if path}
     model = UVA.from_pretrained("pusht", proposer=cfg.proposer, objective=cfg.objective,
-                               state_head=cfg.state_head, seed=int(cfg.seed))
+                               state_head=cfg.state_head, seed=int(cfg.seed), checkpoints=checkpoints or None)
     planner = Planner(model, make_optimizer(cfg.planner, int(cfg.n_samples), int(cfg.seed)),
                       n_action_steps=int(cfg.n_action_steps), warm_start=False)
     title = (f"Push-T: {cfg.proposer} proposals, UVA dynamics, {cfg.objective} objective, "
              f"{cfg.planner} ({cfg.n_samples})")
+    n_gifs = int(cfg.n_episodes) if cfg.n_gifs is None else int(cfg.n_gifs)
+    if n_gifs < 0:
+        raise ValueError(f"n_gifs must be null (every episode) or an int >= 0, got n_gifs={cfg.n_gifs}")
     result = run_episodes("uva_plan/PushT-v0", planner, int(cfg.n_episodes), int(cfg.seed),
                           env_kwargs={"render_size": int(cfg.render_size), "max_episode_steps": int(cfg.max_steps)},
-                          out_dir=cfg.out_dir, n_gifs=int(cfg.n_episodes),
+                          out_dir=cfg.out_dir, n_gifs=n_gifs,
                           config=OmegaConf.to_container(cfg, resolve=True), title=title)
     episodes = result["episodes"]
-    for e in episodes:
+    for e in episodes[:n_gifs]:
         e["gif"] = str(Path(cfg.out_dir) / f"episode_{e['seed']}.gif")
     print_table(title, episodes + [{"seed": "all", "score": float(np.mean([e["score"] for e in episodes])),
                                     "success": result["summary"]["success"],

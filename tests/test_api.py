@@ -342,3 +342,16 @@ def test_guidance_does_not_reuse_a_row_that_read_another_state_head():
     assert _same_run(previous("dpc"), args)  # DP-C alone reads no state head
     assert not _same_run(previous("dpc+uva", state_head="shipped:state_head_imagined"),
                          SimpleNamespace(**{**vars(args), "state_head": "some/head"}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["uva_checkpoint", "state_head_checkpoint"])
+def test_demo_loads_the_checkpoints_it_is_given(tmp_path, key):
+    import subprocess
+
+    missing = tmp_path / "no_such_checkpoint"
+    cmd = [sys.executable, str(ROOT / "examples" / "pusht_plan.py"), "n_episodes=1", "max_steps=9", "n_samples=4",
+           f"{key}={missing}", f"out_dir={tmp_path}", "threads=1"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "no_such_checkpoint" in done.stderr + done.stdout
