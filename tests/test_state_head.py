@@ -193,3 +193,43 @@ def test_state_head_learns_from_uva_imagined_frames(vae_run, store, tmp_path, mo
     _, meta = load_model(out / "final", expected_kind="state_head")
     info = meta["extra"]["imagined"]
     assert info["window_stride"] == 3 and 0 < info["n_train_imagined"] < n
+
+
+def test_state_head_trains_on_every_frame_of_its_play_stores(vae_run, store, tmp_path):  # noqa: F811
+    from tests.test_train import make_store
+    from uva_plan.data.poses import write_poses
+
+    extra = make_store(tmp_path / "more", n_episodes=3, n_steps=10, seed=5)
+    out = tmp_path / "head"
+    train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                         f"+data.play_stores=[{extra}]", f"out_dir={out}", "steps=2", "log_every=1", "val_every=2"]))
+    _, meta = load_model(out / "final", expected_kind="state_head")
+    assert meta["extra"]["play_stores"]["n_frames"] == [3 * (10 + 1)]  # every state and each final state
+    poses = tmp_path / "poses"
+    write_poses(20, poses, per_episode=10)
+    with pytest.raises(ValueError, match="holds uva_plan/BlockPush-v0 data"):
+        train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                             f"+data.play_stores=[{poses}]", f"out_dir={tmp_path / 'x'}", "steps=2"]))
+
+
+def test_random_poses_are_renderable_separated_and_resumable(tmp_path):
+    from uva_plan.data.poses import MARGIN, random_states, write_poses
+    from uva_plan.data.store import EpisodeStore
+
+    states = random_states(500, np.random.default_rng(0), min_separation=60.0)
+    blocks = states[:, [4, 5, 10, 11]].reshape(-1, 2, 2)
+    assert (np.linalg.norm(blocks[:, 0] - blocks[:, 1], axis=1) >= 60.0).all()
+    assert ((blocks >= MARGIN) & (blocks <= 512 - MARGIN)).all()
+    assert ((states[:, [6, 12]] >= 0) & (states[:, [6, 12]] < np.pi / 2)).all() and (states[:, 24] == -1).all()
+    # both blocks land everywhere on the table, not only where resets put them (y 280-380)
+    assert blocks[..., 1].min() < 150 and blocks[..., 1].max() > 400
+    frames = bp.BlockPushEnv.render_states(states[:3], 64)
+    assert frames.shape == (3, 64, 64, 3) and frames.std() > 0
+    out = tmp_path / "poses"
+    write_poses(25, out, seed=3, per_episode=10)
+    first = EpisodeStore.open(out).load()["states"]
+    assert first.shape == (25, bp.STATE_DIM) and EpisodeStore.open(out).meta["not_a_trajectory"]
+    write_poses(25, out, seed=3, per_episode=10)  # resume: nothing rewritten, same states
+    np.testing.assert_array_equal(EpisodeStore.open(out).load()["states"], first)
+    with pytest.raises(ValueError, match="n_states must be an int >= 1"):
+        write_poses(0, tmp_path / "bad")

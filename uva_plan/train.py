@@ -107,9 +107,11 @@ class DataConfig:
     # imagined frames of the held-out episodes only, what a planner's objective reads.
     imagined_uva: str | None = None
     imagined_window_stride: int = 2
-    # uva: play-data stores of the same env (e.g. collected with --expert pusht_explore) whose
-    # training-split windows join the first store's; normalisers and validation stay the first
-    # store's, so validation figures compare with a model trained on the demos alone.
+    # uva: play-data stores of the same env (e.g. collected with --expert pusht_explore, or DP-C
+    # branches from uva_plan.data.branches) whose windows join the first store's training split;
+    # state_head: stores whose frames all join it (e.g. uva_plan.data.poses' random layouts).
+    # Normalisers and validation stay the first store's, so validation figures compare with a
+    # model trained on the demos alone.
     play_stores: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -434,6 +436,15 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
         val = with_imagined(None, val_eps) if val_eps else None
         extra["imagined"] = {"uva": cfg.data.imagined_uva, "window_stride": cfg.data.imagined_window_stride,
                              "n_train_imagined": len(train) - n_real_train}
+    # data.play_stores: more labelled frames of the same env (e.g. uva_plan.data.poses' random
+    # layouts), every one of them for training; validation stays the main store's held-out episodes.
+    extras = []
+    for d, z in _play_data(cfg, dist, store):
+        rows, table = episode_frame_rows(d, list(range(len(d["episode_ends"]))))
+        extras.append(LatentFrames(z, rows, {"poses": pose_targets(env_id, table[rows])}))
+    if extras:
+        extra["play_stores"] = {"stores": cfg.data.play_stores, "n_frames": [len(e) for e in extras]}
+        train = ConcatWindows([train, *extras])
     model = make_model(cfg)
     check_model_fits(model, {"env": env_name(env_id), "latent_channels": latents.shape[1],
                              "latent_size": latents.shape[2]})
