@@ -355,3 +355,16 @@ def test_demo_loads_the_checkpoints_it_is_given(tmp_path, key):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert "no_such_checkpoint" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_only_the_gifs_it_is_asked_for(tmp_path):
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "examples" / "pusht_plan.py"), "n_episodes=2", "max_steps=5", "n_samples=4",
+           "n_gifs=1", f"out_dir={tmp_path}", "threads=1"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*.gif")) == ["episode_100000.gif"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["summary"]["n_episodes"] == 2

@@ -74,7 +74,7 @@ def test_branch_store_cache_encodes_only_what_its_windows_read(branch_store):
     out, _ = branch_store
     store = EpisodeStore.open(out)
     data = store.load()
-    needed = needed_rows(store, data)
+    needed = needed_rows(data)
     assert 0 < needed.sum() < len(needed)
     cache_latents(out, hub.pretrained_checkpoint("vae"))
     latents, info = load_latents(out, data=data)

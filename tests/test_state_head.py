@@ -233,3 +233,19 @@ def test_random_poses_are_renderable_separated_and_resumable(tmp_path):
     np.testing.assert_array_equal(EpisodeStore.open(out).load()["states"], first)
     with pytest.raises(ValueError, match="n_states must be an int >= 1"):
         write_poses(0, tmp_path / "bad")
+
+
+def test_state_head_refuses_a_branch_store_whose_cache_is_sparse(vae_run, store, tmp_path):  # noqa: F811
+    from uva_plan.data.store import EpisodeStore
+
+    branches = tmp_path / "branches"
+    source = EpisodeStore.open(store)
+    with EpisodeStore.create(branches, dict(source.meta)) as out:
+        for i in source.indices():
+            episode = source.episode(i)
+            out.write_episode(i, episode["states"], episode["actions"], episode["final_state"], episode["rewards"],
+                              int(episode["seed"]), metrics={"branch_t": 12})
+        out.finalize()
+    with pytest.raises(ValueError, match="is a DP-C branch store"):
+        train(compose_train(["train=state_head_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                             f"+data.play_stores=[{branches}]", f"out_dir={tmp_path / 'x'}", "steps=2"]))

@@ -81,6 +81,7 @@ from uva_plan.data.sampler import (
     DPC_FRAME_OFFSETS,
     UVA_FRAME_OFFSETS,
     SequenceSampler,
+    branch_anchor_steps,
     episode_frame_rows,
     train_val_split,
 )
@@ -358,7 +359,7 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
     # A branch store (uva_plan.data.branches) marks each branch's counterfactual step: only that
     # window of a branch is trained on; its executed DP-C episodes (branch_t -1) give every window.
     play = [LatentWindows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"])),
-                                              anchor_steps=d.get("metrics", {}).get("branch_t")), z, normalizers)
+                                              anchor_steps=branch_anchor_steps(d)), z, normalizers)
             for d, z in _play_data(cfg, dist, store)]
     if play:
         train = ConcatWindows([train, *play])
@@ -439,7 +440,10 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
     # data.play_stores: more labelled frames of the same env (e.g. uva_plan.data.poses' random
     # layouts), every one of them for training; validation stays the main store's held-out episodes.
     extras = []
-    for d, z in _play_data(cfg, dist, store):
+    for root, (d, z) in zip(cfg.data.play_stores, _play_data(cfg, dist, store)):
+        if branch_anchor_steps(d) is not None:  # its cache holds only the rows UVA's windows read
+            raise ValueError(f"data.play_stores entry {root} is a DP-C branch store (uva_plan.data.branches): "
+                             "its latents cover UVA's branch windows only, not every frame a state head reads")
         rows, table = episode_frame_rows(d, list(range(len(d["episode_ends"]))))
         extras.append(LatentFrames(z, rows, {"poses": pose_targets(env_id, table[rows])}))
     if extras:

@@ -9,6 +9,8 @@ The cache is two files next to the store (or at ``out_path`` and its ``.json`` s
 VAE checkpoint (path, weights sha256, config, step, git revision), the render size, the
 store's env id and a fingerprint of its states. A cache made by another VAE, or from a store
 that has changed since, is refused with ``LatentCacheError``; ``ensure_latents`` rebuilds it.
+Identical states are encoded once; a DP-C branch store (``uva_plan.data.branches``) encodes only
+the rows its UVA windows read, the others stay NaN (``needed_rows``).
 
 Shape letters: R rows (stored frames), B batch, T frames per window, C latent channels,
 h, w latent side, H actions per window, A action dim.
@@ -39,7 +41,7 @@ from uva_plan.checkpoint import (
     read_meta,
     resolve_checkpoint,
 )
-from uva_plan.data.sampler import SequenceSampler
+from uva_plan.data.sampler import SequenceSampler, branch_anchor_steps
 from uva_plan.data.store import EpisodeStore, MinMaxNormalizer
 from uva_plan.io import atomic_write, atomic_write_json
 
@@ -88,17 +90,15 @@ def _fingerprint(env_id: str, rows: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def needed_rows(store: EpisodeStore, data: dict) -> np.ndarray:
+def needed_rows(data: dict) -> np.ndarray:
     """(R,) bool: the frame rows the cache must encode. Every row, except in a branch store
-    (``uva_plan.data.branches``, meta ``branch_t``), whose branch episodes are only read through
-    their counterfactual UVA window: there only the rows of the UVA windows at each episode's
-    ``branch_t`` metric (every window of its executed episodes, ``branch_t`` -1)."""
-    rows = SequenceSampler(data, (0,), 0, 1).frame_table
-    steps = data.get("metrics", {}).get("branch_t")
-    if "branch_t" not in store.meta or steps is None:
-        return np.ones(len(rows), dtype=bool)
+    (``uva_plan.data.branches``), whose branch episodes are only read through their
+    counterfactual UVA window (``branch_anchor_steps``): there only the rows of those windows."""
+    steps = branch_anchor_steps(data)
+    if steps is None:
+        return np.ones(len(frame_rows(data)), dtype=bool)
     sampler = SequenceSampler.uva(data, anchor_steps=steps)
-    needed = np.zeros(len(rows), dtype=bool)
+    needed = np.zeros(len(sampler.frame_table), dtype=bool)
     needed[np.unique(sampler.row_indices(np.arange(len(sampler))))] = True
     return needed
 
@@ -123,7 +123,7 @@ def cache_latents(store_root: str | os.PathLike, vae: str | os.PathLike, render_
         raise ValueError(f"the VAE at {identity['path']} encodes {image_size}px frames, got {render_size=}")
     env_id = store.meta["env_id"]
     env_cls = env_class(env_id)
-    needed = needed_rows(store, data)
+    needed = needed_rows(data)
     # Identical states (a branch store's shared prefixes) are rendered and encoded once.
     unique, inverse = np.unique(rows[needed], axis=0, return_inverse=True)
     encoded = None

@@ -42,6 +42,7 @@ def random_states(n: int, rng: np.random.Generator, min_separation: float = 56.0
     for b in range(2):
         states[:, 4 + 6 * b: 6 + 6 * b] = blocks[:, b]
         states[:, 6 + 6 * b] = rng.uniform(0.0, np.pi / 2, size=n)
+    # Targets as BlockPushEnv._sample_physical draws them, vectorised (that draws one state per call).
     left, right = rng.uniform(100, 200, size=n), rng.uniform(312, 412, size=n)
     swap = rng.random(n) < 0.5
     states[:, 16] = np.where(swap, right, left)

@@ -195,6 +195,14 @@ class SequenceSampler:
         return out
 
 
+def branch_anchor_steps(data: dict) -> np.ndarray | None:
+    """(E,) the ``anchor_steps`` a store's data asks for: a branch store's (``uva_plan.data.branches``)
+    per-episode ``branch_t`` metric (the branch point; -1: every step), or None (every step of
+    every episode) for any other store."""
+    steps = data.get("metrics", {}).get("branch_t")
+    return None if steps is None else np.asarray(steps, dtype=np.int64)
+
+
 def episode_frame_rows(data: dict, episodes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, frame_table): the ``frame_table`` rows (sorted, unique) of the chosen episodes'
     frames, final states included, and the table (R, P) they index."""
