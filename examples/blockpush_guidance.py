@@ -12,6 +12,7 @@ DP-C + UVA 60%, DP-C + ground-truth simulator 75% (4 x 10 trials).
 Rows (``--rows``; default all):
     dpc               DP-C alone (one sample per replanning step)
     dpc+uva           DP-C proposals, UVA dynamics, state-head objective, best of 100
+    dpc+uva:pose      ... the task's cost on poses a pose head reads off UVA's joint latent (no video)
     dpc+uva:goal      ... goal-image objective instead
     dpc+uva:located   ... the simulator's objective on objects located by colour in the decoded
                       imagined frames (``LocatedReward``)
@@ -50,12 +51,13 @@ from uva_plan.runner import run_episodes  # noqa: E402
 
 ENV_ID = hub.ENVS["blockpush"]
 N_ACTION_STEPS = 6  # the paper's protocol: execute the first 6 of 16
-ROWS = ("dpc", "dpc+uva", "dpc+uva:goal", "dpc+uva:located", "dpc+uva:located-act",
+ROWS = ("dpc", "dpc+uva", "dpc+uva:pose", "dpc+uva:goal", "dpc+uva:located", "dpc+uva:located-act",
         "dpc+static:located-act", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
         "dpc+uva:n32")
 DESCRIPTIONS = {
     "dpc": "DP-C alone",
     "dpc+uva": "DP-C + UVA, state head, best of 100",
+    "dpc+uva:pose": "DP-C + UVA, pose head on UVA's joint latent, best of 100",
     "dpc+uva:goal": "DP-C + UVA, goal image, best of 100",
     "dpc+uva:located": "DP-C + UVA, simulator objective on colour-located objects, best of 100",
     "dpc+uva:located-act": "... the pusher from the commanded actions, the blocks from UVA",
@@ -87,14 +89,18 @@ def optimizer(row: str, seed: int):
     return BestOfN(n_samples=n, seed=seed)
 
 
-def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | None = None):
+def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | None = None,
+          pose_head: str | None = None):
     """The controller of one row (anything with reset / observe / plan). ``state_head``: the
-    state head checkpoint of the UVA rows' state objective (default: the shipped one)."""
+    state head checkpoint of the UVA rows' state objective (default: the shipped one);
+    ``pose_head``: the pose head of the ``:pose`` row (default: the shipped one)."""
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
     checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else {}
     if state_head:
         checkpoints["state_head"] = state_head
+    if pose_head:
+        checkpoints["pose_head"] = pose_head
     if row == "dpc":
         return DPCPolicy(DPCProposer.from_pretrained("blockpush", seed=seed), n_action_steps=N_ACTION_STEPS)
     if row == "dpc+sim":
@@ -104,7 +110,7 @@ def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | Non
         return Planner(sim, optimizer(row, seed), proposer=proposer, objective=BlockPushSimObjective(),
                        n_action_steps=N_ACTION_STEPS, warm_start=False)
     model = UVAWorldModel.from_pretrained("blockpush", proposer="uva" if row == "uva+uva" else "dpc",
-                                          objective={"dpc+uva:goal": "goal_image",
+                                          objective={"dpc+uva:goal": "goal_image", "dpc+uva:pose": "pose",
                                                      "dpc+uva:located": "located"}.get(row, "state"),
                                           checkpoints=checkpoints or None, seed=seed)
     if row.endswith(":located-act"):
@@ -128,7 +134,7 @@ def run_row(row: str, args, revision: str) -> dict:
             console.print(f"[dim]{row}: done earlier ({done})[/]")
             return previous
     torch.manual_seed(args.seed)
-    controller = build(row, args.seed, args.uva, args.state_head)
+    controller = build(row, args.seed, args.uva, args.state_head, args.pose_head)
     config = {"row": row, "description": DESCRIPTIONS[row], "n_episodes": n_episodes,
               "trials_per_task": args.trials_per_task, "n_action_steps": N_ACTION_STEPS,
               "uva": args.uva or "shipped", "threads": torch.get_num_threads(), "max_steps": args.max_steps,
@@ -137,6 +143,8 @@ def run_row(row: str, args, revision: str) -> dict:
         config["uva_action_head_steps"] = controller.model.action_head_steps
     if row in STATE_HEAD_ROWS:
         config["state_head"] = _state_head_id(args)
+    if row.endswith(":pose"):
+        config["pose_head"] = args.pose_head or "shipped:pose_head"
     proposer = getattr(getattr(controller, "model", None), "proposer", None) or getattr(controller, "proposer", None)
     if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
         config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
@@ -160,6 +168,8 @@ def _same_run(previous: dict, args) -> bool:
     # Rows recorded before the imagination-trained head became the default say "shipped" (or
     # nothing): they read the real-frame head.
     if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != _state_head_id(args):
+        return False
+    if str(config.get("row")).endswith(":pose") and config.get("pose_head") != (args.pose_head or "shipped:pose_head"):
         return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))
@@ -192,6 +202,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--state-head", default=None,
                         help="state head of the UVA rows' state objective (default: the shipped one), e.g. "
                              "outputs/train/state_head_imagined_blockpush/final")
+    parser.add_argument("--pose-head", default=None,
+                        help="pose head of the dpc+uva:pose row (default: the shipped one), e.g. "
+                             "outputs/train/pose_head_blockpush/final")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n-gifs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default: the env's 350)")

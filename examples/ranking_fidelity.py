@@ -42,7 +42,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import Rollout  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, normalize_actions  # noqa: E402
+from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, load_pose_head, normalize_actions  # noqa: E402
 from uva_plan.checkpoint import load_model  # noqa: E402
 from uva_plan.data.sampler import train_val_split  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
@@ -51,7 +51,8 @@ from uva_plan.envs.pusht import PushTEnv  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.metrics import wilson_interval  # noqa: E402
 from uva_plan.objectives import (BlockPushSimObjective, EnvGoalImage, LocatedReward, PushTSimObjective,  # noqa: E402
-                                 StateReward)
+                                 PoseReward, StateReward)
+from uva_plan.models.state_head import pose_targets  # noqa: E402
 from uva_plan.report import console, write_report  # noqa: E402
 
 ENV_CLASSES = {"pusht": PushTEnv, "blockpush": BlockPushEnv}
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--state-head", action="append", default=[], metavar="NAME=CHECKPOINT",
                         help="also score with this state head (objective NAME), e.g. "
                              "imagined=outputs/train/state_head_imagined_pusht/final; repeatable")
+    parser.add_argument("--pose-head", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="also score with PoseReward on this pose head (reads UVA's joint latent; "
+                             "objective NAME), e.g. pose=outputs/train/pose_head_pusht/final; repeatable")
     parser.add_argument("--objectives", nargs="+", default=None, metavar="NAME",
                         help="score only these objectives (state_head, goal_image, located, located_act, "
                              "and --state-head names; default: all)")
@@ -151,6 +155,16 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--state-head takes NAME=CHECKPOINT with a new NAME, got {spec!r}")
         head, _ = load_model(path, expected_kind="state_head", expected_env_id=env_id)
         objectives[name] = StateReward(head.eval(), env_id)
+    for spec in args.pose_head:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path or name in objectives:
+            parser.error(f"--pose-head takes NAME=CHECKPOINT with a new NAME, got {spec!r}")
+        if model.pose_head is not None:
+            parser.error("--pose-head: one pose head per run (the world model holds one)")
+        model.pose_head = load_pose_head(path, model)
+        objectives[name] = PoseReward(model.pose_head, env_id)
+    if model.pose_head is not None and not any(isinstance(o, PoseReward) for o in objectives.values()):
+        objectives["pose"] = PoseReward(model.pose_head, env_id)  # a UVA trained with its own pose head
     assert isinstance(objectives["state_head"], StateReward)
     if args.objectives is not None:
         unknown = sorted(set(args.objectives) - set(objectives))
@@ -176,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
         history = [observation(args.env, s, im) for s, im in zip(past, images)]
         context = model.context(history)
         candidates = model.sample(context, args.n_candidates)
-        imaginations = [model.rollout(context, candidates) for _ in range(args.n_imaginations)]
+        imagine = "both" if any(isinstance(o, PoseReward) for o in objectives.values()) else "video"
+        imaginations = [model.rollout(context, candidates, imagine=imagine) for _ in range(args.n_imaginations)]
         imagined = imaginations[0]
         sim.env.reset(options={"state": past[-1]})
         env_units = model.normalizer.unnormalize(candidates.double().numpy())  # UVA's normaliser -> px
@@ -187,7 +202,9 @@ def main(argv: list[str] | None = None) -> dict:
             real_states[..., 24] = past[-1][24]
         frames = env_cls.render_states(real_states.reshape(-1, real_states.shape[-1]), model.image_size)
         real_latents = model.encode(frames).reshape(len(candidates), len(frame_steps), *imagined.latents.shape[2:])
-        real = Rollout(actions=candidates, latents=real_latents, context=context)
+        real = Rollout(actions=candidates, latents=real_latents, context=context,
+                       extras={"poses": torch.from_numpy(pose_targets(env_id, real_states.reshape(-1, real_states.shape[-1]))
+                                                         .reshape(len(candidates), len(frame_steps), -1))})
         truth = truth_objective.cost(Rollout(actions=candidates, states=true.states, context=context)).double().numpy()
         truth_top = set(np.argsort(truth)[: max(1, len(truth) // 10)].tolist())
         for name, objective in objectives.items():

@@ -348,6 +348,14 @@ class Planner:
         frames = getattr(objective, "frames", None)
         takes_frames = "frames" in inspect.signature(model.rollout).parameters
         self._rollout_kwargs = {"frames": tuple(frames)} if frames is not None and takes_frames else {}
+        # An objective that reads something other than video (``imagine``, e.g. "poses": a pose
+        # head on UVA's joint latent) asks a model whose rollout takes ``imagine`` for just that.
+        imagine = getattr(objective, "imagine", None)
+        if imagine is not None:
+            if "imagine" not in inspect.signature(model.rollout).parameters:
+                raise ValueError(f"the objective {type(objective).__name__} reads imagined {imagine!r}, but "
+                                 f"{type(model).__name__}.rollout does not take imagine=")
+            self._rollout_kwargs["imagine"] = imagine
         self.reset()
 
     def reset(self) -> None:

@@ -156,7 +156,7 @@ class UVAWorldModel:
                  n_video_steps: int | None = None, temperature: float = 1.0,
                  max_batch: int | None = None, seed: int = 0, video_head_steps: int | None = None,
                  action_head_steps: int | None = None,
-                 proposer=None, objective=None):
+                 proposer=None, objective=None, pose_head=None):
         c = uva.config
         if vae.config.latent_channels != c.latent_channels or vae.config.latent_size != c.latent_size:
             raise ValueError(f"the VAE makes {vae.config.latent_channels} x {vae.config.latent_size}^2 latents "
@@ -176,6 +176,17 @@ class UVAWorldModel:
         if objective is not None and not callable(getattr(objective, "cost", None)):
             raise ValueError(f"objective must have cost(rollout), got {type(objective).__name__}")
         self.video_head_steps, self.proposer, self.objective = video_head_steps, proposer, objective
+        if pose_head is None:  # a UVA trained with its own pose head (train=uva_pose) brings it
+            pose_head = getattr(uva, "pose_head", None)
+        if pose_head is not None:
+            pc = getattr(pose_head, "config", None)
+            grid = c.latent_size // c.patch_size
+            if pc is None or (pc.width, pc.n_future, pc.grid) != (c.width, c.n_future, grid):
+                have = None if pc is None else (pc.width, pc.n_future, pc.grid)
+                raise ValueError(f"pose_head must read this UVA's joint latent (width, n_future, grid) = "
+                                 f"{(c.width, c.n_future, grid)}, got {have}")
+            pose_head = pose_head.eval()
+        self.pose_head = pose_head
         self.action_head_steps = action_head_steps
         self.uva, self.vae = uva.eval(), vae.eval()
         self.normalizer, self.env_id = action_normalizer, env_id
@@ -212,7 +223,9 @@ class UVAWorldModel:
                                   f"{identity['weights_sha256'][:12]}...")
         vae, _ = load_model(vae_checkpoint, expected_kind="vae")
         normalizer = MinMaxNormalizer.from_dict(meta["normalizers"]["actions"])
-        return cls(uva, vae, normalizer, env_id=meta.get("env_id"), **kwargs)
+        model = cls(uva, vae, normalizer, env_id=meta.get("env_id"), **kwargs)
+        model.uva_weights_sha256 = meta["files"]["model.safetensors"]["sha256"]  # what a pose head must have read
+        return model
 
     @classmethod
     def from_pretrained(cls, env: str, proposer: str = "dpc", objective: str = "state",
@@ -224,10 +237,11 @@ class UVAWorldModel:
         ``proposer``: "dpc" (the shipped DP-C, the paper's guidance setting) or "uva" (UVA's own
         policy samples). ``objective``: "state" (``StateReward`` on the shipped state head) or
         "goal_image" (``EnvGoalImage``) or "located" (``LocatedReward``: the simulator's objective on
-        objects located by colour in the decoded imagined frames), what ``Planner(model)``
-        minimises when given none.
+        objects located by colour in the decoded imagined frames) or "pose" (``PoseReward``: the
+        task's cost on the poses the shipped ``PoseHead`` reads off UVA's joint latent; no video
+        head runs), what ``Planner(model)`` minimises when given none.
         ``checkpoints`` replaces shipped parts by trained ones, e.g. ``{"uva": "outputs/train/
-        uva_pusht/final"}`` (keys "uva", "dpc", "state_head"; the VAE stays the shipped one).
+        uva_pusht/final"}`` (keys "uva", "dpc", "state_head", "pose_head"; the VAE stays the shipped one).
         ``state_head``: which shipped head the "state" objective reads, "imagined" (trained on
         real frames and on this UVA's imagined ones: it reads imagined frames about twice as
         accurately, and ranks BlockPush candidates better, README) or "real" (real frames only);
@@ -247,14 +261,14 @@ class UVAWorldModel:
         """
         from uva_plan import hub
         from uva_plan.checkpoint import load_model
-        from uva_plan.objectives import EnvGoalImage, LocatedReward, StateReward
+        from uva_plan.objectives import EnvGoalImage, LocatedReward, PoseReward, StateReward
 
         if env not in hub.ENVS:
             raise ValueError(f"env must be one of {sorted(hub.ENVS)}, got {env!r}")
         if proposer not in ("dpc", "uva"):
             raise ValueError(f"proposer must be 'dpc' or 'uva', got {proposer!r}")
-        if objective not in ("state", "goal_image", "located"):
-            raise ValueError(f"objective must be 'state', 'goal_image' or 'located', got {objective!r}")
+        if objective not in ("state", "goal_image", "located", "pose"):
+            raise ValueError(f"objective must be 'state', 'goal_image', 'located' or 'pose', got {objective!r}")
         if state_head not in ("imagined", "real"):
             raise ValueError(f"state_head must be 'imagined' or 'real', got {state_head!r}")
         if dpc_steps is not None:
@@ -283,6 +297,11 @@ class UVAWorldModel:
             model.objective = StateReward(head.eval(), hub.ENVS[env])
         elif objective == "located":
             model.objective = LocatedReward(model, hub.ENVS[env])
+        elif objective == "pose":
+            if paths["pose_head"] is not None or model.pose_head is None:  # else: the UVA's own pose head
+                model.pose_head = load_pose_head(paths["pose_head"] or hub.pretrained_checkpoint(f"{env}/pose_head"),
+                                                 model)
+            model.objective = PoseReward(model.pose_head, hub.ENVS[env])
         else:
             model.objective = EnvGoalImage(hub.ENVS[env], model)
         return model
@@ -354,26 +373,38 @@ class UVAWorldModel:
             return self.uva.policy({"latents": context.latents}, generator=self.generator,
                                    n_steps=self.action_head_steps)[0].clamp(-1, 1)
 
-    def rollout(self, context: LatentContext, actions: Tensor, frames: tuple[int, ...] | None = None) -> Rollout:
+    def rollout(self, context: LatentContext, actions: Tensor, frames: tuple[int, ...] | None = None,
+                imagine: str = "video") -> Rollout:
         """Imagined latents (N, n_future, C, h, w) of the future frames each chunk leads to.
 
         frames: the future frames the caller reads (an objective's ``frames``); the others are
         not finished and come back NaN (``UVA.forward_dynamics``). ``Planner`` passes its
         objective's frames, so a last-frame objective runs the video head on a quarter of the tokens.
+        imagine: "video" (latents), "poses" (``extras["poses"]`` (N, n_future, P) env units: the
+        ``pose_head`` on UVA's joint latent; no video head runs, ``latents`` is None) or "both".
         """
         if actions.ndim != 3 or actions.shape[1:] != (self.horizon, len(self.action_low)):
             raise ValueError(f"actions must be (N, {self.horizon}, {len(self.action_low)}), got {tuple(actions.shape)}")
+        if imagine not in ("video", "poses", "both"):
+            raise ValueError(f"imagine must be 'video', 'poses' or 'both', got {imagine!r}")
+        if imagine != "video" and self.pose_head is None:
+            raise ValueError(f"imagine={imagine!r} needs a pose_head (UVAWorldModel(..., pose_head=...), or "
+                             "from_pretrained(env, objective='pose'))")
         n = actions.shape[0]
         size = n if self.max_batch is None else self.max_batch
-        out = []
+        out, poses = [], []
         with torch.inference_mode():
             for start in range(0, n, size):
                 chunk = actions[start: start + size].float()
                 history = context.latents.expand(len(chunk), *context.latents.shape[1:])
-                out.append(self.uva.forward_dynamics({"latents": history}, chunk, n_steps=self.n_video_steps,
-                                                     generator=self.generator, temperature=self.temperature,
-                                                     head_steps=self.video_head_steps, frames=frames))
-        return Rollout(actions=actions, latents=torch.cat(out), context=context)
+                if imagine != "video":
+                    poses.append(self.pose_head.predict(self.uva.joint_latent({"latents": history}, chunk)))
+                if imagine != "poses":
+                    out.append(self.uva.forward_dynamics({"latents": history}, chunk, n_steps=self.n_video_steps,
+                                                         generator=self.generator, temperature=self.temperature,
+                                                         head_steps=self.video_head_steps, frames=frames))
+        extras = {"poses": torch.cat(poses)} if poses else {}
+        return Rollout(actions=actions, latents=torch.cat(out) if out else None, context=context, extras=extras)
 
     def decode(self, latents: Tensor) -> np.ndarray:
         """Latents (..., C, h, w) -> uint8 frames (..., S, S, 3)."""
@@ -381,6 +412,20 @@ class UVAWorldModel:
         with torch.inference_mode():
             frames = self.vae.to_uint8(self.vae.decode(latents.reshape(-1, *latents.shape[-3:])))
         return frames.reshape(*lead, *frames.shape[1:]).numpy()
+
+
+def load_pose_head(path, model: UVAWorldModel) -> torch.nn.Module:
+    """A ``PoseHead`` checkpoint for ``model``: refused when it was trained on another UVA's
+    joint latent (its metadata's ``uva.weights_sha256``) or another env."""
+    from uva_plan.checkpoint import CheckpointError, load_model
+
+    head, meta = load_model(path, expected_kind="pose_head", expected_env_id=model.env_id)
+    read = meta.get("extra", {}).get("uva", {}).get("weights_sha256")
+    have = getattr(model, "uva_weights_sha256", None)
+    if read is not None and have is not None and read != have:
+        raise CheckpointError(f"the pose head {path} reads the joint latent of the UVA with weights sha256 "
+                              f"{read[:12]}..., but this world model's UVA has {have[:12]}...")
+    return head.eval()
 
 
 class StaticWorldModel:

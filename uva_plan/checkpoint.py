@@ -51,6 +51,7 @@ MODEL_CLASSES = {
     "uva": "uva_plan.models.uva:UVA",
     "dpc": "uva_plan.models.dpc:DPC",
     "state_head": "uva_plan.models.state_head:StateHead",
+    "pose_head": "uva_plan.models.pose_head:PoseHead",
 }
 
 

@@ -28,7 +28,7 @@ from uva_plan.checkpoint import MODEL_FILE, _write_checkpoint_dir, read_meta, re
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 ENVS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
-PARTS = ("uva", "dpc", "state_head", "state_head_imagined")
+PARTS = ("uva", "dpc", "state_head", "state_head_imagined", "pose_head")
 KIND_OF_PART = {"state_head_imagined": "state_head"}  # the checkpoint kind of a part, when not its name
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -195,10 +195,14 @@ class StateReward:
         latents = _rollout_latents(rollout, self.frames, "StateReward")
         n, n_frames = latents.shape[:2]
         poses = self.state_head.predict(latents.flatten(0, 1)).double().cpu().numpy()  # (N F, P)
+        return self._cost_of_poses(poses, n, n_frames, rollout.context)
+
+    def _cost_of_poses(self, poses: np.ndarray, n: int, n_frames: int, context) -> Tensor:
+        """Poses (N F, P) of n candidates' n_frames frames -> (N,) costs, the best frame's."""
         if self.env == "pusht":
-            per_frame = self._pusht_cost(poses, rollout.context)
+            per_frame = self._pusht_cost(poses, context)
         else:
-            per_frame = self._blockpush_cost(poses, rollout.context)
+            per_frame = self._blockpush_cost(poses, context)
         per_frame = torch.from_numpy(per_frame.reshape(n, n_frames))
         # Non-finite frames must not hide behind a finite one: min would skip a NaN silently.
         return torch.where(torch.isfinite(per_frame).all(dim=1), per_frame.min(dim=1).values,
@@ -243,6 +247,37 @@ class StateReward:
         named = np.linalg.norm(poses[:, 3 * block:3 * block + 2] - targets[target], axis=1)
         other = np.linalg.norm(poses[:, 3 * (1 - block):3 * (1 - block) + 2] - targets[1 - target], axis=1)
         return (named + self.other_weight * other) / bp.TOLERANCE
+
+
+class PoseReward(StateReward):
+    """``StateReward``'s task cost on the poses a ``PoseHead`` reads off UVA's joint latent.
+
+    The rollout must carry ``extras["poses"]`` (N, T, P) in env units: ``UVAWorldModel.rollout(
+    ..., imagine="poses")``, which ``Planner`` asks for because of ``imagine`` below (no video
+    head runs). ``frames`` index the T axis; the goal, task and targets come as in StateReward.
+    """
+
+    imagine = "poses"
+
+    def __init__(self, pose_head, env_id: str, frames=(-1,), **kwargs):
+        super().__init__(pose_head, env_id, frames=frames, **kwargs)
+
+    @torch.no_grad()
+    def cost(self, rollout: Rollout) -> Tensor:
+        poses = rollout.extras.get("poses")
+        if poses is None:
+            raise ValueError("PoseReward needs rollout.extras['poses'] (N, T, P): roll out with a UVAWorldModel "
+                             "that has a pose_head, imagine='poses'")
+        poses = torch.as_tensor(poses)
+        if poses.ndim != 3 or poses.shape[2] != self.state_head.config.pose_dim:
+            raise ValueError(f"rollout.extras['poses'] must be (N, T, {self.state_head.config.pose_dim}), "
+                             f"got {tuple(poses.shape)}")
+        T = poses.shape[1]
+        if any(not -T <= f < T for f in self.frames):
+            raise ValueError(f"PoseReward frames {self.frames} out of range for {T} imagined frames")
+        chosen = poses[:, list(self.frames)]
+        n, n_frames = chosen.shape[:2]
+        return self._cost_of_poses(chosen.flatten(0, 1).double().cpu().numpy(), n, n_frames, rollout.context)
 
 
 class GoalImage:

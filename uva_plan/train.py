@@ -63,6 +63,7 @@ from uva_plan.checkpoint import (
     latest_valid_checkpoint,
     load_checkpoint,
     read_meta,
+    resolve_checkpoint,
     read_trainer_state,
     read_weights,
     restore_rng_state,
@@ -114,6 +115,10 @@ class DataConfig:
     # Normalisers and validation stay the first store's, so validation figures compare with a
     # model trained on the demos alone.
     play_stores: list[str] = field(default_factory=list)
+    # pose_head: the UVA checkpoint whose joint latent Z the head reads (frozen; its Z of every
+    # joint_window_stride-th window of the stores, and of every branch window, is computed once).
+    joint_uva: str | None = None
+    joint_window_stride: int = 2
 
     def __post_init__(self):
         if isinstance(self.stores, (str, Path)):
@@ -124,6 +129,9 @@ class DataConfig:
         self.play_stores = [str(s) for s in self.play_stores]
         if not self.stores:
             raise ValueError(f"data.stores must name at least one episode store, got {self.stores=}")
+        if isinstance(self.joint_window_stride, bool) or not isinstance(self.joint_window_stride, int) \
+                or self.joint_window_stride < 1:
+            raise ValueError(f"data.joint_window_stride must be an int >= 1, got {self.joint_window_stride=}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction=}")
 
@@ -138,6 +146,9 @@ class TrainConfig:
     # a checkpoint (directory, e.g. a shipped model) of the same kind and architecture whose
     # weights start the run (fine-tuning); the optimiser starts fresh. Resuming ignores it.
     init_from: str | None = None
+    # uva with a pose head: a trained PoseHead checkpoint (train=pose_head on the init_from UVA)
+    # whose weights start the UVA's pose head; init_from may then lack the pose head's weights.
+    init_pose_head: str | None = None
     vae_checkpoint: str | None = None  # uva, dpc (latent mode), state_head: the frozen VAE whose cached latents they learn
     batch_size: int = 64  # global: split across DDP ranks
     steps: int = 10_000  # the run's length; also the length of the cosine schedule
@@ -355,16 +366,23 @@ def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
     store, data, latents, info = _one_store_with_latents(cfg, dist)
     normalizers = store.normalizers()
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
-    train = LatentWindows(SequenceSampler.uva(data, episodes=train_eps), latents, normalizers)
+    model = make_model(cfg)
+    pose_env = None
+    if getattr(model, "pose_head", None) is not None:  # its targets: the future frames' true poses
+        from uva_plan.models.state_head import env_name
+
+        pose_env = env_name(store.meta["env_id"])
+        check_model_fits(model.pose_head, {"env": pose_env})
+    windows = functools.partial(LatentWindows, pose_env=pose_env, n_history=int((np.asarray(UVA_FRAME_OFFSETS) <= 0).sum()))
+    train = windows(SequenceSampler.uva(data, episodes=train_eps), latents, normalizers)
     # A branch store (uva_plan.data.branches) marks each branch's counterfactual step: only that
     # window of a branch is trained on; its executed DP-C episodes (branch_t -1) give every window.
-    play = [LatentWindows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"])),
-                                              anchor_steps=branch_anchor_steps(d)), z, normalizers)
+    play = [windows(SequenceSampler.uva(d, episodes=range(len(d["episode_ends"])),
+                                        anchor_steps=branch_anchor_steps(d)), z, normalizers)
             for d, z in _play_data(cfg, dist, store)]
     if play:
         train = ConcatWindows([train, *play])
-    val = LatentWindows(SequenceSampler.uva(data, episodes=val_eps), latents, normalizers) if val_eps else None
-    model = make_model(cfg)
+    val = windows(SequenceSampler.uva(data, episodes=val_eps), latents, normalizers) if val_eps else None
     offsets = np.asarray(UVA_FRAME_OFFSETS)
     check_model_fits(model, {"latent_channels": latents.shape[1], "latent_size": latents.shape[2],
                              "action_dim": store.action_dim, "frame_stride": int(offsets[1] - offsets[0]),
@@ -455,9 +473,62 @@ def build_state_head(cfg: TrainConfig, dist: Dist) -> Task:
     return Task(model, train, val, env_id=env_id, extra=extra)
 
 
+def build_pose_head(cfg: TrainConfig, dist: Dist) -> Task:
+    """A frozen UVA's joint latent Z of windows of one store and its play stores (demos, play
+    data, DP-C branches), each paired with the true poses of the window's 4 future frames.
+    Validation: the main store's held-out episodes, every window."""
+    from uva_plan.adapters import UVAWorldModel
+    from uva_plan.data.joint import JointWindows, joint_latents, uva_identity
+    from uva_plan.models.state_head import env_name, pose_targets
+
+    if cfg.data.joint_uva is None:
+        raise ValueError("train=pose_head needs data.joint_uva=<the UVA checkpoint whose joint latent it reads, "
+                         "e.g. uva_plan/pretrained/pusht/uva>")
+    store, data, latents, info = _one_store_with_latents(cfg, dist)
+    env_id = store.meta["env_id"]
+    # load() refuses a UVA trained on another VAE's latents than vae_checkpoint's.
+    world = UVAWorldModel.load(cfg.data.joint_uva, cfg.vae_checkpoint)
+    if world.env_id != env_id:
+        raise ValueError(f"data.joint_uva={cfg.data.joint_uva} was trained on {world.env_id}, the store holds {env_id}")
+    uva, meta = world.uva, read_meta(resolve_checkpoint(cfg.data.joint_uva), verify=False)
+    normalizers = {**store.normalizers(), "actions": world.normalizer}  # the actions as the UVA reads them
+    torch.set_num_threads(cfg.threads)
+    train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
+    poses = functools.partial(pose_targets, env_id)
+    stride = cfg.data.joint_window_stride
+    sources = [(data, latents, train_eps, None, stride, cfg.data.stores[0])]
+    for root, (d, z) in zip(cfg.data.play_stores, _play_data(cfg, dist, store)):
+        anchors = branch_anchor_steps(d)
+        sources.append((d, z, range(len(d["episode_ends"])), anchors, 1 if anchors is not None else stride, root))
+    zs, ps, counts = [], [], {}
+    for d, z, episodes, anchors, step, name in sources:
+        windows = LatentWindows(SequenceSampler.uva(d, episodes=episodes, anchor_steps=anchors), z, normalizers)
+        chosen = np.arange(0, len(windows), step)
+        zz, pp = joint_latents(uva, windows, chosen, frame_rows(d), poses, console=console if dist.main else None,
+                               label=f"joint latents {name}")
+        zs.append(zz)
+        ps.append(pp)
+        counts[name] = len(chosen)
+    train = JointWindows(np.concatenate(zs), np.concatenate(ps))
+    val = None
+    if val_eps:
+        windows = LatentWindows(SequenceSampler.uva(data, episodes=val_eps), latents, normalizers)
+        val = JointWindows(*joint_latents(uva, windows, np.arange(len(windows)), frame_rows(data), poses,
+                                          console=console if dist.main else None, label="joint latents (held out)"))
+    model = make_model(cfg)
+    c = uva.config
+    check_model_fits(model, {"env": env_name(env_id), "width": c.width, "n_future": c.n_future,
+                             "grid": c.latent_size // c.patch_size})
+    return Task(model, train, val, env_id=env_id,
+                extra={"store": cfg.data.stores[0], "vae": info["vae"], "play_stores": cfg.data.play_stores,
+                       "n_windows": counts, "window_stride": stride,
+                       "uva": {"path": str(cfg.data.joint_uva), **uva_identity(meta)}})
+
+
 # Adding a model = one builder function and one entry here (and its class in MODEL_CLASSES).
 BUILDERS: dict[str, Callable[[TrainConfig, Dist], Task]] = {
-    "vae": build_vae, "uva": build_uva, "dpc": build_dpc, "state_head": build_state_head}
+    "vae": build_vae, "uva": build_uva, "dpc": build_dpc, "state_head": build_state_head,
+    "pose_head": build_pose_head}
 
 
 # -- the pieces of the loop --------------------------------------------------------------------
@@ -725,6 +796,13 @@ def _initialise_from(model: nn.Module, cfg: TrainConfig) -> None:
     same parameter names and shapes; other config fields (e.g. task mode weights) may differ."""
     state, meta = load_checkpoint(cfg.init_from, expected_kind=cfg.kind)
     own = model.state_dict()
+    if cfg.init_pose_head is not None:
+        if getattr(model, "pose_head", None) is None:
+            raise ValueError(f"init_pose_head={cfg.init_pose_head} but the model has no pose head "
+                             "(set model.pose_head, e.g. train=uva_pose)")
+        head_state, _ = load_checkpoint(cfg.init_pose_head, expected_kind="pose_head")
+        state = {**{k: v for k, v in state.items() if not k.startswith("pose_head.")},
+                 **{f"pose_head.{k}": v for k, v in head_state.items()}}
     bad = sorted(set(own) ^ set(state)) + [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
                                            for k, v in own.items() if k in state and state[k].shape != v.shape]
     if bad:
@@ -751,6 +829,8 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     task = BUILDERS[cfg.kind](cfg, dist)
+    if cfg.init_pose_head is not None and cfg.init_from is None:
+        raise ValueError(f"init_pose_head={cfg.init_pose_head} needs init_from=<the UVA it was trained on>")
     if cfg.init_from is not None and resume_path is None:
         _initialise_from(task.model, cfg)
     model = task.model.to(device).train()

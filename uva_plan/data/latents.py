@@ -211,12 +211,20 @@ class LatentWindows:
     in [-1, 1], frame_mask (B, T) and action_mask (B, H) (True = edge padding).
     """
 
-    def __init__(self, sampler: SequenceSampler, latents: np.ndarray, normalizers: dict[str, MinMaxNormalizer]):
+    def __init__(self, sampler: SequenceSampler, latents: np.ndarray, normalizers: dict[str, MinMaxNormalizer],
+                 pose_env: str | None = None, n_history: int = 4):
         if len(latents) != len(sampler.frame_table):
             raise ValueError(f"latents have {len(latents)} rows but the sampler's data has "
                              f"{len(sampler.frame_table)} frames")
         self.sampler, self.latents = sampler, latents
         self.action_normalizer, self.agent_pos_normalizer = normalizers["actions"], normalizers["agent_pos"]
+        # pose_env ("pusht" / "blockpush" or an env id): batches also hold "poses" (B, T - n_history, P),
+        # the true object poses of the frames after the first n_history (a UVA pose head's targets).
+        self.poses = None
+        if pose_env is not None:
+            from uva_plan.models.state_head import pose_targets
+
+            self.poses, self.n_history = pose_targets(pose_env, sampler.frame_table).astype(np.float32), n_history
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -224,13 +232,16 @@ class LatentWindows:
     def batch(self, indices) -> dict[str, torch.Tensor]:
         sample = self.sampler.batch(indices)
         rows = self.sampler.row_indices(indices)                                   # (B, T)
-        return {
+        out = {
             "latents": torch.from_numpy(self.latents[rows].astype(np.float32)),    # (B, T, C, h, w)
             "actions": torch.from_numpy(self.action_normalizer.normalize(sample["actions"])).float(),
             "agent_pos": torch.from_numpy(self.agent_pos_normalizer.normalize(sample["agent_pos"])).float(),
             "frame_mask": torch.from_numpy(sample["frame_mask"]),
             "action_mask": torch.from_numpy(sample["action_mask"]),
         }
+        if self.poses is not None:
+            out["poses"] = torch.from_numpy(self.poses[rows[:, self.n_history:]])
+        return out
 
 
 class LatentFrames:

@@ -68,10 +68,27 @@ class UVAConfig:
     residual_scale: float = 2.0
     action_loss_repeats: int = 4
     mode_probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)  # over MODES, in that order
+    # Optional third head on Z: object poses of each future frame (``pose_head.PoseHead``; its
+    # config fields except width / n_future / grid, which the model derives), trained on the
+    # forward-dynamics Z (future fully masked: what planning reads) when batches carry "poses".
+    pose_head: dict | None = None
+    pose_loss_weight: float = 1.0
 
     def __post_init__(self):
         self.mode_probs = tuple(self.mode_probs)  # YAML / JSON give lists
         self.video_head, self.action_head = dict(self.video_head), dict(self.action_head)
+        if self.pose_head is not None:
+            self.pose_head = dict(self.pose_head)
+            derived = {"width", "n_future", "grid"} & set(self.pose_head)
+            if derived:
+                raise ValueError(f"pose_head must not set {sorted(derived)} (the UVA's), got pose_head={self.pose_head!r}")
+            try:
+                self.pose_head_config
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"pose_head: {error}") from error
+        if not (isinstance(self.pose_loss_weight, (int, float)) and math.isfinite(self.pose_loss_weight)
+                and self.pose_loss_weight >= 0):
+            raise ValueError(f"pose_loss_weight must be a finite number >= 0, got {self.pose_loss_weight=}")
         for name in ("latent_channels", "latent_size", "patch_size", "n_history", "n_future",
                      "frame_stride", "action_dim", "actions_per_frame", "width", "depth", "n_heads",
                      "n_video_sample_steps", "n_action_sample_steps", "video_loss_repeats",
@@ -134,6 +151,13 @@ class UVAConfig:
     @property
     def video_head_config(self) -> DiffusionHeadConfig:
         return DiffusionHeadConfig(target_dim=self.patch_dim, cond_dim=self.width, **self.video_head)
+
+    @property
+    def pose_head_config(self):
+        from uva_plan.models.pose_head import PoseHeadConfig
+
+        return PoseHeadConfig(width=self.width, n_future=self.n_future, grid=self.latent_size // self.patch_size,
+                              **self.pose_head)
 
     @property
     def action_head_config(self) -> DiffusionHeadConfig:
@@ -221,6 +245,12 @@ class UVA(nn.Module):
         # The heads initialise themselves (adaLN-Zero).
         self.video_head = DiffusionHead(c.video_head_config)
         self.action_head = DiffusionHead(c.action_head_config)
+        if c.pose_head is not None:
+            from uva_plan.models.pose_head import PoseHead
+
+            self.pose_head = PoseHead(c.pose_head_config)
+        else:
+            self.pose_head = None
 
     @classmethod
     def from_config(cls, config: dict) -> UVA:
@@ -288,10 +318,22 @@ class UVA(nn.Module):
             r = c.action_loss_repeats
             target = einops.rearrange(actions, "b h a -> b (h a)")
             losses["action"] = self.action_head.loss(target.repeat(r, 1), self.frame_summary(z).repeat(r, 1))
+        pose_metrics = {}
+        if self.pose_head is not None:
+            if "poses" not in batch:
+                raise ValueError("this UVA has a pose head: batches need 'poses' (B, n_future, P) "
+                                 "(LatentWindows(..., pose_env=...))")
+            # The Z a planner reads: history and actions given, the whole future masked.
+            losses["pose"], pose_metrics = self.pose_head.compute_loss(
+                {"z": self.encode(history, None, None, actions), "poses": batch["poses"]})
+            losses["pose"] = c.pose_loss_weight * losses["pose"]
         loss = sum(losses.values())
         metrics = {"loss": loss.item(), "mode": float(mode),
                    "loss_video": losses["video"].item() if "video" in losses else float("nan"),
                    "loss_action": losses["action"].item() if "action" in losses else float("nan")}
+        if pose_metrics:
+            metrics.update(loss_pose=pose_metrics["loss"], pose_xy_error_px=pose_metrics["xy_error_px"],
+                           pose_angle_error_rad=pose_metrics["angle_error_rad"])
         return loss, metrics
 
     def random_mask(self, batch_size: int, device: torch.device | str) -> Tensor:
@@ -350,6 +392,18 @@ class UVA(nn.Module):
                              f"got {tuple(actions.shape)}")
         latents = self._generate_video(history, actions, n_steps, generator, temperature, head_steps, frames)
         return latents if decode_fn is None else (latents, self._decode(latents, decode_fn))
+
+    @torch.no_grad()
+    def joint_latent(self, context: dict, actions: Tensor) -> Tensor:
+        """Z (B, T * N, D) of the forward-dynamics question: history and actions (B, H, A) given,
+        every future token masked. What the first unmasking step of ``forward_dynamics`` reads
+        (all of it at 1 step), before any video-head sampling; a ``PoseHead`` reads it."""
+        history = self._history(context)
+        c = self.config
+        if actions.shape != (history.shape[0], c.horizon, c.action_dim):
+            raise ValueError(f"actions must be (B, {c.horizon}, {c.action_dim}) with B={history.shape[0]}, "
+                             f"got {tuple(actions.shape)}")
+        return self.encode(history, None, None, actions)
 
     @torch.no_grad()
     def predict_video(self, context: dict, decode_fn: Callable | None = None, n_steps: int | None = None,
