@@ -57,7 +57,7 @@ def test_from_pretrained_rejects_bad_arguments():
         UVAWorldModel.from_pretrained("cartpole")
     with pytest.raises(ValueError, match="proposer must be 'dpc' or 'uva'"):
         UVAWorldModel.from_pretrained("pusht", proposer="random")
-    with pytest.raises(ValueError, match="objective must be 'state', 'goal_image' or 'located'"):
+    with pytest.raises(ValueError, match="objective must be 'state', 'goal_image', 'located' or 'pose'"):
         UVAWorldModel.from_pretrained("pusht", objective="reward")
     with pytest.raises(ValueError, match="checkpoints keys must be among"):
         UVAWorldModel.from_pretrained("pusht", checkpoints={"policy": "x"})

@@ -145,7 +145,7 @@ def test_planner_asks_the_model_for_poses():
 
     world.rollout = spy
     planner = Planner(world, BestOfN(n_samples=6, seed=0), proposer=world, objective=PoseReward(world.pose_head,
-                      "uva_plan/PushT-v0"), n_action_steps=2)
+                      "uva_plan/PushT-v0"), horizon=world.horizon, n_action_steps=2)
     actions = planner.plan(fake_obs(0))
     assert actions.shape == (2, 2) and calls and set(calls) == {"poses"}
     with pytest.raises(ValueError, match="does not take imagine="):
@@ -187,9 +187,18 @@ def test_pose_heads_train_end_to_end(vae_run, store, tmp_path):  # noqa: F811
     assert np.isfinite(summary["val"]["loss_pose"])
     model = UVAWorldModel.load(joint / "final", vae_run)
     assert model.pose_head is model.uva.pose_head
-    context = model.context([{"image": np.zeros((8, 8, 3), np.uint8), "agent_pos": np.full(2, 256.0)}] * model.n_history)
+    size = model.image_size
+    context = model.context([{"image": np.zeros((size, size, 3), np.uint8), "agent_pos": np.full(2, 256.0)}]
+                            * model.n_history)
     assert model.rollout(context, torch.zeros(3, model.horizon, 2), imagine="poses").extras["poses"].shape == (3, 4, 3)
     with pytest.raises(ValueError, match="init_pose_head=.* but the model has no pose head"):
         train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
                              f"init_from={uva / 'final'}", f"init_pose_head={head_out / 'final'}",
                              f"out_dir={tmp_path / 'y'}", "steps=1"]))
+
+
+def test_from_pretrained_pose_objective_names_what_it_needs():
+    with pytest.raises(ValueError, match="objective='pose' needs a pose head"):
+        UVAWorldModel.from_pretrained("pusht", objective="pose")
+    with pytest.raises(ValueError, match="'state', 'goal_image', 'located' or 'pose'"):
+        UVAWorldModel.from_pretrained("pusht", objective="poses")

@@ -298,9 +298,15 @@ class UVAWorldModel:
         elif objective == "located":
             model.objective = LocatedReward(model, hub.ENVS[env])
         elif objective == "pose":
-            if paths["pose_head"] is not None or model.pose_head is None:  # else: the UVA's own pose head
-                model.pose_head = load_pose_head(paths["pose_head"] or hub.pretrained_checkpoint(f"{env}/pose_head"),
-                                                 model)
+            if paths["pose_head"] is not None:
+                model.pose_head = load_pose_head(paths["pose_head"], model)
+            elif model.pose_head is None:  # else: the UVA's own pose head (train=uva_pose)
+                shipped = hub.entry_path(f"{env}/pose_head")
+                if not (shipped / "meta.json").exists():
+                    raise ValueError("objective='pose' needs a pose head: checkpoints={'pose_head': <a train=pose_head "
+                                     "run on this UVA>} or a UVA trained with its own (train=uva_pose, "
+                                     f"checkpoints={{'uva': ...}}); none ships for {env!r}")
+                model.pose_head = load_pose_head(shipped, model)
             model.objective = PoseReward(model.pose_head, hub.ENVS[env])
         else:
             model.objective = EnvGoalImage(hub.ENVS[env], model)
