@@ -784,7 +784,11 @@ def train(cfg: TrainConfig | DictConfig | dict) -> dict:
     torch.set_num_threads(cfg.threads)
     dist, device = init_distributed(cfg.device)
     try:
-        return _train(cfg, dist, device)
+        result = _train(cfg, dist, device)
+        # Both ranks leave together: under load, gloo aborted a rank ("terminate called without
+        # an active exception") whose peer had already torn its process group down.
+        dist.barrier()
+        return result
     finally:
         torch.set_num_threads(previous_threads)
         if dist.world > 1:
