@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uva_plan.models.state_head import ANGLE_SYMMETRY, ENVS, POSE_DIM, angle_error, decode_poses, encode_poses
+from uva_plan.models.state_head import ANGLE_SYMMETRY, ENVS, POSE_DIM, decode_poses, encode_poses, pose_errors
 
 
 @dataclass
@@ -111,14 +111,7 @@ class PoseHead(nn.Module):
         frame_w[-1] = c.last_frame_weight
         weights = frame_w[:, None] * (1 + (c.angle_weight - 1) * is_angle)[None]
         loss = (weights * per_feature).sum() / weights.sum()
-        with torch.no_grad():
-            predicted, true = decode_poses(c.env, prediction[:, -1]), poses[:, -1]
-            xy_error, angle_errors = [], []
-            for k, m in enumerate(ANGLE_SYMMETRY[c.env]):
-                xy_error.append((predicted[:, 3 * k:3 * k + 2] - true[:, 3 * k:3 * k + 2]).norm(dim=1))
-                angle_errors.append(angle_error(predicted[:, 3 * k + 2], true[:, 3 * k + 2], 2 * math.pi / m))
-        return loss, {"loss": loss.item(), "xy_error_px": torch.stack(xy_error).mean().item(),
-                      "angle_error_rad": torch.stack(angle_errors).mean().item()}
+        return loss, {"loss": loss.item(), **pose_errors(c.env, prediction[:, -1], poses[:, -1])}
 
     @torch.no_grad()
     def predict(self, z: Tensor) -> Tensor:

@@ -72,6 +72,18 @@ def angle_error(a: Tensor, b: Tensor, period: float = 2 * math.pi) -> Tensor:
     return torch.remainder(a - b + period / 2, period).sub(period / 2).abs()
 
 
+@torch.no_grad()
+def pose_errors(env: str, prediction: Tensor, poses: Tensor) -> dict[str, float]:
+    """xy_error_px and angle_error_rad (means over samples and objects, angles modulo their
+    symmetry) of regression outputs (B, F) against poses (B, P) in env units."""
+    predicted = decode_poses(env, prediction)
+    xy_error, angle_errors = [], []
+    for k, m in enumerate(ANGLE_SYMMETRY[env]):
+        xy_error.append((predicted[:, 3 * k:3 * k + 2] - poses[:, 3 * k:3 * k + 2]).norm(dim=1))
+        angle_errors.append(angle_error(predicted[:, 3 * k + 2], poses[:, 3 * k + 2], 2 * math.pi / m))
+    return {"xy_error_px": torch.stack(xy_error).mean().item(), "angle_error_rad": torch.stack(angle_errors).mean().item()}
+
+
 @dataclass
 class StateHeadConfig:
     env: str = "pusht"  # one of ENVS: which poses the head reads
@@ -144,14 +156,7 @@ class StateHead(nn.Module):
         is_angle = torch.tensor([0.0, 0.0, 1.0, 1.0], device=per_feature.device).repeat(c.feature_dim // 4)
         weights = 1 + (c.angle_weight - 1) * is_angle
         loss = (weights * per_feature).sum() / weights.sum()
-        with torch.no_grad():
-            predicted = decode_poses(c.env, prediction)
-            xy_error, angle_errors = [], []
-            for k, m in enumerate(ANGLE_SYMMETRY[c.env]):
-                xy_error.append((predicted[:, 3 * k:3 * k + 2] - poses[:, 3 * k:3 * k + 2]).norm(dim=1))
-                angle_errors.append(angle_error(predicted[:, 3 * k + 2], poses[:, 3 * k + 2], 2 * math.pi / m))
-        return loss, {"loss": loss.item(), "xy_error_px": torch.stack(xy_error).mean().item(),
-                      "angle_error_rad": torch.stack(angle_errors).mean().item()}
+        return loss, {"loss": loss.item(), **pose_errors(c.env, prediction, poses)}
 
     @torch.no_grad()
     def predict(self, latents: Tensor) -> Tensor:
