@@ -93,7 +93,8 @@ def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | Non
           pose_head: str | None = None):
     """The controller of one row (anything with reset / observe / plan). ``state_head``: the
     state head checkpoint of the UVA rows' state objective (default: the shipped one);
-    ``pose_head``: the pose head of the ``:pose`` row (default: the shipped one)."""
+    ``pose_head``: the pose head of the ``:pose`` row (default: the UVA's own, ``train=uva_pose``;
+    none ships, so without either the row stops with a clear error)."""
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
     checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else {}
@@ -144,7 +145,7 @@ def run_row(row: str, args, revision: str) -> dict:
     if row in STATE_HEAD_ROWS:
         config["state_head"] = _state_head_id(args)
     if row.endswith(":pose"):
-        config["pose_head"] = args.pose_head or "shipped:pose_head"
+        config["pose_head"] = args.pose_head or "uva:own"
     proposer = getattr(getattr(controller, "model", None), "proposer", None) or getattr(controller, "proposer", None)
     if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
         config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
@@ -169,7 +170,7 @@ def _same_run(previous: dict, args) -> bool:
     # nothing): they read the real-frame head.
     if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != _state_head_id(args):
         return False
-    if str(config.get("row")).endswith(":pose") and config.get("pose_head") != (args.pose_head or "shipped:pose_head"):
+    if str(config.get("row")).endswith(":pose") and config.get("pose_head") != (args.pose_head or "uva:own"):
         return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))
@@ -203,8 +204,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="state head of the UVA rows' state objective (default: the shipped one), e.g. "
                              "outputs/train/state_head_imagined_blockpush/final")
     parser.add_argument("--pose-head", default=None,
-                        help="pose head of the dpc+uva:pose row (default: the shipped one), e.g. "
-                             "outputs/train/pose_head_blockpush/final")
+                        help="pose head of the dpc+uva:pose row, e.g. outputs/train/pose_head_blockpush/final "
+                             "(default: that of a --uva trained with its own, train=uva_pose; none ships)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n-gifs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default: the env's 350)")

@@ -37,7 +37,7 @@ def main(cfg: DictConfig) -> dict:
     # Trained parts in place of the shipped ones (null: shipped).
     checkpoints = {part: str(path) for part, path in (("uva", cfg.uva_checkpoint),
                                                      ("state_head", cfg.state_head_checkpoint),
-                                                     ("pose_head", cfg.get("pose_head_checkpoint"))) if path}
+                                                     ("pose_head", cfg.pose_head_checkpoint)) if path}
     model = UVA.from_pretrained("pusht", proposer=cfg.proposer, objective=cfg.objective,
                                state_head=cfg.state_head, seed=int(cfg.seed), checkpoints=checkpoints or None)
     planner = Planner(model, make_optimizer(cfg.planner, int(cfg.n_samples), int(cfg.seed)),

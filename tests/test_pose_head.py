@@ -191,6 +191,9 @@ def test_pose_heads_train_end_to_end(vae_run, store, tmp_path):  # noqa: F811
     context = model.context([{"image": np.zeros((size, size, 3), np.uint8), "agent_pos": np.full(2, 256.0)}]
                             * model.n_history)
     assert model.rollout(context, torch.zeros(3, model.horizon, 2), imagine="poses").extras["poses"].shape == (3, 4, 3)
+    with pytest.raises(ValueError, match="init_pose_head=.* needs init_from="):
+        train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                             f"init_pose_head={head_out / 'final'}", f"out_dir={tmp_path / 'z'}", "steps=1"]))
     with pytest.raises(ValueError, match="init_pose_head=.* but the model has no pose head"):
         train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
                              f"init_from={uva / 'final'}", f"init_pose_head={head_out / 'final'}",

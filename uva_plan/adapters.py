@@ -187,6 +187,7 @@ class UVAWorldModel:
                                  f"{(c.width, c.n_future, grid)}, got {have}")
             pose_head = pose_head.eval()
         self.pose_head = pose_head
+        self.uva_weights_sha256: str | None = None  # set by ``load``: the UVA a pose head must have read
         self.action_head_steps = action_head_steps
         self.uva, self.vae = uva.eval(), vae.eval()
         self.normalizer, self.env_id = action_normalizer, env_id
@@ -203,7 +204,7 @@ class UVAWorldModel:
     def load(cls, uva_checkpoint, vae_checkpoint=None, **kwargs) -> UVAWorldModel:
         """From a UVA checkpoint (directory, or a run's ``ckpt`` directory) and the VAE it was
         trained on (default: the one its metadata names; another VAE is refused)."""
-        from uva_plan.checkpoint import CheckpointError, load_model, read_meta, resolve_checkpoint
+        from uva_plan.checkpoint import MODEL_FILE, CheckpointError, load_model, read_meta, resolve_checkpoint
         from uva_plan.data.latents import vae_identity
         from uva_plan.data.store import MinMaxNormalizer
 
@@ -224,7 +225,7 @@ class UVAWorldModel:
         vae, _ = load_model(vae_checkpoint, expected_kind="vae")
         normalizer = MinMaxNormalizer.from_dict(meta["normalizers"]["actions"])
         model = cls(uva, vae, normalizer, env_id=meta.get("env_id"), **kwargs)
-        model.uva_weights_sha256 = meta["files"]["model.safetensors"]["sha256"]  # what a pose head must have read
+        model.uva_weights_sha256 = meta["files"][MODEL_FILE]["sha256"]  # what a pose head must have read
         return model
 
     @classmethod
@@ -238,8 +239,9 @@ class UVAWorldModel:
         policy samples). ``objective``: "state" (``StateReward`` on the shipped state head) or
         "goal_image" (``EnvGoalImage``) or "located" (``LocatedReward``: the simulator's objective on
         objects located by colour in the decoded imagined frames) or "pose" (``PoseReward``: the
-        task's cost on the poses the shipped ``PoseHead`` reads off UVA's joint latent; no video
-        head runs), what ``Planner(model)`` minimises when given none.
+        task's cost on the poses a ``PoseHead`` reads off UVA's joint latent, no video head runs;
+        the head is ``checkpoints["pose_head"]`` or the UVA's own, none ships), what
+        ``Planner(model)`` minimises when given none.
         ``checkpoints`` replaces shipped parts by trained ones, e.g. ``{"uva": "outputs/train/
         uva_pusht/final"}`` (keys "uva", "dpc", "state_head", "pose_head"; the VAE stays the shipped one).
         ``state_head``: which shipped head the "state" objective reads, "imagined" (trained on
@@ -427,7 +429,7 @@ def load_pose_head(path, model: UVAWorldModel) -> torch.nn.Module:
 
     head, meta = load_model(path, expected_kind="pose_head", expected_env_id=model.env_id)
     read = meta.get("extra", {}).get("uva", {}).get("weights_sha256")
-    have = getattr(model, "uva_weights_sha256", None)
+    have = model.uva_weights_sha256
     if read is not None and have is not None and read != have:
         raise CheckpointError(f"the pose head {path} reads the joint latent of the UVA with weights sha256 "
                               f"{read[:12]}..., but this world model's UVA has {have[:12]}...")

@@ -63,7 +63,6 @@ from uva_plan.checkpoint import (
     latest_valid_checkpoint,
     load_checkpoint,
     read_meta,
-    resolve_checkpoint,
     read_trainer_state,
     read_weights,
     restore_rng_state,
@@ -187,6 +186,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay=}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0 or null, got {self.max_minutes=}")
+        if self.init_pose_head is not None and self.init_from is None:
+            raise ValueError(f"init_pose_head={self.init_pose_head} needs init_from=<the UVA it was trained on>")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip=}")
 
@@ -478,7 +479,7 @@ def build_pose_head(cfg: TrainConfig, dist: Dist) -> Task:
     data, DP-C branches), each paired with the true poses of the window's 4 future frames.
     Validation: the main store's held-out episodes, every window."""
     from uva_plan.adapters import UVAWorldModel
-    from uva_plan.data.joint import JointWindows, joint_latents, uva_identity
+    from uva_plan.data.joint import JointWindows, joint_latents
     from uva_plan.models.state_head import env_name, pose_targets
 
     if cfg.data.joint_uva is None:
@@ -490,9 +491,8 @@ def build_pose_head(cfg: TrainConfig, dist: Dist) -> Task:
     world = UVAWorldModel.load(cfg.data.joint_uva, cfg.vae_checkpoint)
     if world.env_id != env_id:
         raise ValueError(f"data.joint_uva={cfg.data.joint_uva} was trained on {world.env_id}, the store holds {env_id}")
-    uva, meta = world.uva, read_meta(resolve_checkpoint(cfg.data.joint_uva), verify=False)
+    uva = world.uva
     normalizers = {**store.normalizers(), "actions": world.normalizer}  # the actions as the UVA reads them
-    torch.set_num_threads(cfg.threads)
     train_eps, val_eps = train_val_split(len(data["episode_ends"]), cfg.data.val_fraction, cfg.data.split_seed)
     poses = functools.partial(pose_targets, env_id)
     stride = cfg.data.joint_window_stride
@@ -522,7 +522,7 @@ def build_pose_head(cfg: TrainConfig, dist: Dist) -> Task:
     return Task(model, train, val, env_id=env_id,
                 extra={"store": cfg.data.stores[0], "vae": info["vae"], "play_stores": cfg.data.play_stores,
                        "n_windows": counts, "window_stride": stride,
-                       "uva": {"path": str(cfg.data.joint_uva), **uva_identity(meta)}})
+                       "uva": {"path": str(cfg.data.joint_uva), "weights_sha256": world.uva_weights_sha256}})
 
 
 # Adding a model = one builder function and one entry here (and its class in MODEL_CLASSES).
@@ -833,8 +833,6 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     task = BUILDERS[cfg.kind](cfg, dist)
-    if cfg.init_pose_head is not None and cfg.init_from is None:
-        raise ValueError(f"init_pose_head={cfg.init_pose_head} needs init_from=<the UVA it was trained on>")
     if cfg.init_from is not None and resume_path is None:
         _initialise_from(task.model, cfg)
     model = task.model.to(device).train()

@@ -20,11 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from uva_plan.data.latents import LatentWindows
 
 
-def uva_identity(meta: dict) -> dict:
-    """What identifies a UVA checkpoint's joint latent: its weights' sha256 (and config)."""
-    return {"weights_sha256": meta["files"]["model.safetensors"]["sha256"], "config": meta["config"]}
-
-
 @torch.no_grad()
 def joint_latents(uva: torch.nn.Module, windows: LatentWindows, indices: np.ndarray, future_table: np.ndarray,
                   pose_fn, batch_size: int = 256, console: Console | None = None,

@@ -18,15 +18,13 @@ Shape letters: B batch, T future frames, N tokens per frame, D UVA width, g toke
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import einops
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from uva_plan.models.state_head import ANGLE_SYMMETRY, ENVS, POSE_DIM, decode_poses, encode_poses, pose_errors
+from uva_plan.models.state_head import ANGLE_SYMMETRY, POSE_DIM, check_head_fields, decode_poses, pose_errors, pose_loss
 
 
 @dataclass
@@ -42,16 +40,8 @@ class PoseHeadConfig:
     last_frame_weight: float = 1.0
 
     def __post_init__(self):
-        if self.env not in ENVS:
-            raise ValueError(f"env must be one of {ENVS}, got {self.env=}")
-        for name in ("width", "n_future", "grid", "channels", "hidden_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
-        for name in ("angle_weight", "last_frame_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+        check_head_fields(self, ("width", "n_future", "grid", "channels", "hidden_dim"),
+                          ("angle_weight", "last_frame_weight"))
 
     @property
     def pose_dim(self) -> int:
@@ -104,13 +94,9 @@ class PoseHead(nn.Module):
         if poses.shape != (prediction.shape[0], c.n_future, c.pose_dim):
             raise ValueError(f"poses must be (B, {c.n_future}, {c.pose_dim}) with B={prediction.shape[0]}, "
                              f"got {tuple(poses.shape)}")
-        target = encode_poses(c.env, poses.flatten(0, 1).to(prediction.dtype)).view_as(prediction)
-        per_feature = F.mse_loss(prediction, target, reduction="none").mean(dim=0)  # (T, F)
-        is_angle = torch.tensor([0.0, 0.0, 1.0, 1.0], device=per_feature.device).repeat(c.feature_dim // 4)
-        frame_w = torch.ones(c.n_future, device=per_feature.device)
-        frame_w[-1] = c.last_frame_weight
-        weights = frame_w[:, None] * (1 + (c.angle_weight - 1) * is_angle)[None]
-        loss = (weights * per_feature).sum() / weights.sum()
+        frame_weights = torch.ones(c.n_future, device=prediction.device)
+        frame_weights[-1] = c.last_frame_weight
+        loss = pose_loss(c.env, prediction, poses, c.angle_weight, frame_weights)
         return loss, {"loss": loss.item(), **pose_errors(c.env, prediction[:, -1], poses[:, -1])}
 
     @torch.no_grad()

@@ -84,6 +84,34 @@ def pose_errors(env: str, prediction: Tensor, poses: Tensor) -> dict[str, float]
     return {"xy_error_px": torch.stack(xy_error).mean().item(), "angle_error_rad": torch.stack(angle_errors).mean().item()}
 
 
+def pose_loss(env: str, prediction: Tensor, poses: Tensor, angle_weight: float,
+              frame_weights: Tensor | None = None) -> Tensor:
+    """Weighted MSE of regression outputs (B, [T,] F) against the encoding of poses (B, [T,] P)
+    in env units: each (sin, cos) term weighs ``angle_weight`` against an xy term, each of the T
+    frames ``frame_weights[t]`` (default equal)."""
+    target = encode_poses(env, poses.reshape(-1, poses.shape[-1]).to(prediction.dtype)).view_as(prediction)
+    per_feature = F.mse_loss(prediction, target, reduction="none").mean(dim=0)  # ([T,] F)
+    is_angle = torch.tensor([0.0, 0.0, 1.0, 1.0], device=per_feature.device).repeat(per_feature.shape[-1] // 4)
+    weights = (1 + (angle_weight - 1) * is_angle).expand_as(per_feature)
+    if frame_weights is not None:
+        weights = frame_weights[:, None] * weights
+    return (weights * per_feature).sum() / weights.sum()
+
+
+def check_head_fields(config, ints: tuple[str, ...], weights: tuple[str, ...]) -> None:
+    """Raise naming the field: ``env`` one of ENVS, ``ints`` positive ints, ``weights`` finite >= 0."""
+    if config.env not in ENVS:
+        raise ValueError(f"env must be one of {ENVS}, got env={config.env!r}")
+    for name in ints:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
+    for name in weights:
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
+
+
 @dataclass
 class StateHeadConfig:
     env: str = "pusht"  # one of ENVS: which poses the head reads
@@ -95,15 +123,8 @@ class StateHeadConfig:
     angle_weight: float = 1.0  # loss weight of the (sin, cos) terms relative to the xy terms
 
     def __post_init__(self):
-        if self.env not in ENVS:
-            raise ValueError(f"env must be one of {ENVS}, got {self.env=}")
-        for name in ("latent_channels", "latent_size", "channels", "n_convs", "hidden_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {name}={value!r}")
-        if not (isinstance(self.angle_weight, (int, float)) and math.isfinite(self.angle_weight)
-                and self.angle_weight >= 0):
-            raise ValueError(f"angle_weight must be a finite number >= 0, got {self.angle_weight=}")
+        check_head_fields(self, ("latent_channels", "latent_size", "channels", "n_convs", "hidden_dim"),
+                          ("angle_weight",))
 
     @property
     def pose_dim(self) -> int:
@@ -151,11 +172,7 @@ class StateHead(nn.Module):
         if poses.shape != (prediction.shape[0], c.pose_dim):
             raise ValueError(f"poses must be (B, {c.pose_dim}) with B={prediction.shape[0]}, "
                              f"got {tuple(poses.shape)}")
-        target = encode_poses(c.env, poses.to(prediction.dtype))
-        per_feature = F.mse_loss(prediction, target, reduction="none").mean(dim=0)  # (F,)
-        is_angle = torch.tensor([0.0, 0.0, 1.0, 1.0], device=per_feature.device).repeat(c.feature_dim // 4)
-        weights = 1 + (c.angle_weight - 1) * is_angle
-        loss = (weights * per_feature).sum() / weights.sum()
+        loss = pose_loss(c.env, prediction, poses, c.angle_weight)
         return loss, {"loss": loss.item(), **pose_errors(c.env, prediction, poses)}
 
     @torch.no_grad()
