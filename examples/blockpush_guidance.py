@@ -25,7 +25,10 @@ Rows (``--rows``; default all):
     dpc+uva:n8|n32    best of 8 / 32 instead of 100
 
 Each row is an ``examples``-style run written to ``<out>/rows/<row>/results.json``; a finished
-row (same trials and seed) is not rerun, so a killed experiment resumes at the row it was in.
+row (same trials and seed) is not rerun, and every finished episode is kept at once
+(``runner.run_episodes(resume=True)``), so a killed experiment resumes at the episode it was in
+and a run with more trials reuses the episodes of one with fewer. ``--workers N`` runs a row's
+episodes in N processes (``--threads`` each); an episode does not depend on the ones before it.
 The summary (``guidance.json`` / ``.md`` / ``.png``) gives each row's task success with its 95%
 Wilson interval, ms per plan, and the gap closed, (row - dpc) / (dpc+sim - dpc).
 """
@@ -33,6 +36,7 @@ Wilson interval, ms per plan, and the gap closed, (row - dpc) / (dpc+sim - dpc).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -153,8 +157,11 @@ def run_row(row: str, args, revision: str) -> dict:
     env_kwargs = {"render_size": 64}
     if args.max_steps:
         env_kwargs["max_episode_steps"] = args.max_steps
+    config["workers"] = args.workers
     run_episodes(ENV_ID, controller, n_episodes, args.seed, env_kwargs=env_kwargs, tasks=[0, 1, 2, 3],
-                 out_dir=out, n_gifs=args.n_gifs, config=config, title=f"{row}: {DESCRIPTIONS[row]}")
+                 out_dir=out, n_gifs=args.n_gifs, config=config, title=f"{row}: {DESCRIPTIONS[row]}",
+                 resume=True, workers=args.workers, worker_threads=args.threads or 1,
+                 make_planner=functools.partial(build, row, args.seed, args.uva, args.state_head, args.pose_head))
     return json.loads(done.read_text())
 
 
@@ -206,13 +213,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pose-head", default=None,
                         help="pose head of the dpc+uva:pose row, e.g. outputs/train/pose_head_blockpush/final "
                              "(default: that of a --uva trained with its own, train=uva_pose; none ships)")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (of each worker with --workers)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that run a row's episodes in parallel (each loads its own models)")
     parser.add_argument("--n-gifs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None, help="episode length (default: the env's 350)")
     parser.add_argument("--out", default="outputs/guidance")
     args = parser.parse_args(argv)
     if args.trials_per_task < 1:
         parser.error(f"--trials-per-task must be >= 1, got {args.trials_per_task}")
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.threads:
         torch.set_num_threads(args.threads)
     revision = git_revision()

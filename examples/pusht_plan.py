@@ -14,6 +14,7 @@ and prints a rich table: score (max coverage / 0.95, clipped), binary success, m
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -29,19 +30,30 @@ from uva_plan import UVA  # noqa: E402
 from uva_plan.report import print_table  # noqa: E402
 from uva_plan.runner import run_episodes  # noqa: E402
 
+
+def build_planner(cfg: dict) -> Planner:
+    """The planner a config describes (module level: worker processes build their own)."""
+    # Trained parts in place of the shipped ones (null: shipped).
+    checkpoints = {part: str(cfg[key]) for part, key in (("uva", "uva_checkpoint"),
+                                                        ("state_head", "state_head_checkpoint"),
+                                                        ("pose_head", "pose_head_checkpoint")) if cfg[key]}
+    model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
+                               state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None)
+    return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"])),
+                   n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
+
+
 @hydra.main(config_path="../configs/examples", config_name="demo", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    workers = int(cfg.workers)
+    if workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got workers={cfg.workers}")
+    threads = int(cfg.threads) if cfg.threads else (1 if workers > 1 else None)
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
-    # Trained parts in place of the shipped ones (null: shipped).
-    checkpoints = {part: str(path) for part, path in (("uva", cfg.uva_checkpoint),
-                                                     ("state_head", cfg.state_head_checkpoint),
-                                                     ("pose_head", cfg.pose_head_checkpoint)) if path}
-    model = UVA.from_pretrained("pusht", proposer=cfg.proposer, objective=cfg.objective,
-                               state_head=cfg.state_head, seed=int(cfg.seed), checkpoints=checkpoints or None)
-    planner = Planner(model, make_optimizer(cfg.planner, int(cfg.n_samples), int(cfg.seed)),
-                      n_action_steps=int(cfg.n_action_steps), warm_start=False)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    planner = build_planner(config) if workers == 1 else None
     title = (f"Push-T: {cfg.proposer} proposals, UVA dynamics, {cfg.objective} objective, "
              f"{cfg.planner} ({cfg.n_samples})")
     n_gifs = int(cfg.n_episodes) if cfg.n_gifs is None else int(cfg.n_gifs)
@@ -49,8 +61,9 @@ def main(cfg: DictConfig) -> dict:
         raise ValueError(f"n_gifs must be null (every episode) or an int >= 0, got n_gifs={cfg.n_gifs}")
     result = run_episodes("uva_plan/PushT-v0", planner, int(cfg.n_episodes), int(cfg.seed),
                           env_kwargs={"render_size": int(cfg.render_size), "max_episode_steps": int(cfg.max_steps)},
-                          out_dir=cfg.out_dir, n_gifs=n_gifs,
-                          config=OmegaConf.to_container(cfg, resolve=True), title=title)
+                          out_dir=cfg.out_dir, n_gifs=n_gifs, config=config, title=title,
+                          resume=bool(cfg.resume), workers=workers, worker_threads=threads or 1,
+                          make_planner=functools.partial(build_planner, config))
     episodes = result["episodes"]
     for e in episodes[:n_gifs]:
         e["gif"] = str(Path(cfg.out_dir) / f"episode_{e['seed']}.gif")

@@ -46,3 +46,78 @@ def test_summarize_rates_and_means():
 def test_bad_episode_count():
     with pytest.raises(ValueError, match="n_episodes"):
         run_episodes("uva_plan/PushT-v0", None, 0)
+
+
+def tiny_planner() -> Planner:
+    """Module level, so spawned workers can build it (pickled by reference)."""
+    return Planner(SimulatorDynamics("uva_plan/PushT-v0"), optimizer=BestOfN(n_samples=4, seed=1),
+                   proposer=UniformProposer(horizon=4, seed=2), objective=PushTSimObjective(),
+                   horizon=4, n_action_steps=2)
+
+
+class CountingPlanner:
+    """The tiny planner, counting the episodes it starts."""
+
+    needs_sim_state = True
+
+    def __init__(self):
+        self.inner, self.resets = tiny_planner(), 0
+
+    def reset(self):
+        self.resets += 1
+        self.inner.reset()
+
+    def plan(self, obs):
+        return self.inner.plan(obs)
+
+
+def outcome(result: dict) -> list[tuple]:
+    return [(e["seed"], e["steps"], e["max_coverage"], e["final_state"]) for e in result["episodes"]]
+
+
+def test_resume_reuses_stored_episodes_and_matches_an_uninterrupted_run(tmp_path):
+    kwargs = dict(env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "tiny"})
+    straight = run_episodes("uva_plan/PushT-v0", tiny_planner(), 3, seed=5, out_dir=tmp_path / "a", **kwargs)
+    # A run killed after two episodes left them in the partial file; the rerun runs only the third.
+    first = CountingPlanner()
+    run_episodes("uva_plan/PushT-v0", first, 2, seed=5, out_dir=tmp_path / "b", resume=True, **kwargs)
+    assert first.resets == 2 and (tmp_path / "b" / "episodes.partial.json").exists()
+    second = CountingPlanner()
+    resumed = run_episodes("uva_plan/PushT-v0", second, 3, seed=5, out_dir=tmp_path / "b", resume=True, **kwargs)
+    assert second.resets == 1
+    assert outcome(resumed) == outcome(straight)
+    # ... which is a real comparison: other proposals end elsewhere.
+    moved = tiny_planner()
+    moved.proposer = UniformProposer(horizon=4, seed=3)
+    elsewhere = run_episodes("uva_plan/PushT-v0", moved, 3, seed=5, **kwargs)
+    assert outcome(elsewhere) != outcome(straight)
+    saved = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [e["seed"] for e in saved["episodes"]] == [5, 6, 7] and saved["summary"]["n_episodes"] == 3
+    # Threads are not part of the fingerprint; the planner's config is.
+    third = CountingPlanner()
+    run_episodes("uva_plan/PushT-v0", third, 3, seed=5, out_dir=tmp_path / "b", resume=True,
+                 env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "tiny", "threads": 7})
+    assert third.resets == 0
+    other = CountingPlanner()
+    run_episodes("uva_plan/PushT-v0", other, 2, seed=5, out_dir=tmp_path / "b", resume=True,
+                 env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "other"})
+    assert other.resets == 2
+
+
+def test_workers_give_the_serial_result(tmp_path):
+    kwargs = dict(env_kwargs={"max_episode_steps": 8}, n_gifs=1, config={"planner": "tiny"})
+    serial = run_episodes("uva_plan/PushT-v0", tiny_planner(), 3, seed=5, **kwargs)
+    parallel = run_episodes("uva_plan/PushT-v0", None, 3, seed=5, out_dir=tmp_path, workers=2,
+                            make_planner=tiny_planner, resume=True, **kwargs)
+    assert outcome(parallel) == outcome(serial)
+    assert (tmp_path / "episode_5.gif").exists() and not (tmp_path / "episode_6.gif").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"workers": 0}, "workers"),
+    ({"workers": 2}, "make_planner"),
+    ({"resume": True}, "out_dir"),
+])
+def test_bad_run_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_episodes("uva_plan/PushT-v0", tiny_planner(), 1, **kwargs)

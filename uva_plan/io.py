@@ -56,10 +56,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=jsonable) + "\n").encode())
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """``json.dumps`` default: numpy scalars and arrays, paths."""
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

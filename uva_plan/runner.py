@@ -9,9 +9,11 @@ is written as JSON together with the config and the code's git revision.
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from uva_plan.adapters import PrivilegedState, SimulatorDynamics
-from uva_plan.io import atomic_write_json, git_revision, write_gif
+from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 
 console = Console()
@@ -77,6 +79,8 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
         frames[0] = _side_by_side(frames[0], np.full_like(frames[0], 255))
     metrics = _episode_metrics(info, steps, ever_success)
     metrics.update(seed=seed, n_plans=len(plan_ms), ms_per_plan=float(np.mean(plan_ms)))
+    if "state" in obs:  # where everything ended (Push-T: agent xy, T xy, angle; BlockPush: see its env)
+        metrics["final_state"] = [float(x) for x in np.asarray(obs["state"]).ravel()]
     if evaluations:
         metrics["evaluations_per_plan"] = float(np.mean(evaluations))
     return metrics, frames
@@ -123,42 +127,146 @@ def summarize(episodes: list[dict]) -> dict:
     return summary
 
 
+# Config keys that do not change what an episode does: episodes recorded under other values
+# of these are reused on resume (threads and workers change only the timing columns, the rest
+# where the files go).
+_VOLATILE_CONFIG = ("git_revision", "threads", "workers", "n_episodes", "trials_per_task", "n_gifs", "resume",
+                    "out_dir")
+PARTIAL = "episodes.partial.json"
+
+
+def run_fingerprint(env_id: str, seed: int, env_kwargs: dict | None, tasks: list[int] | None,
+                    config: dict | None) -> dict:
+    """What must match for a stored episode to count again: the env, its kwargs, the first seed
+    (episode i runs seed + i, task i mod len(tasks)) and the config without the timing keys."""
+    kept = {k: v for k, v in (config or {}).items() if k not in _VOLATILE_CONFIG}
+    raw = {"env_id": env_id, "seed": seed, "env_kwargs": env_kwargs or {}, "tasks": tasks, "config": kept}
+    return json.loads(json.dumps(raw, default=jsonable))  # as it reads back from disk
+
+
+def _stored_episodes(out_dir: Path, fingerprint: dict) -> dict[int, dict]:
+    """Episodes of earlier runs with the same fingerprint (results.json and the per-episode
+    partial file), by seed."""
+    found: dict[int, dict] = {}
+    for name in ("results.json", PARTIAL):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        stored = json.loads(path.read_text())
+        if stored.get("fingerprint") == fingerprint:
+            found.update({int(e["seed"]): e for e in stored["episodes"]})
+    return found
+
+
 def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
                  env_kwargs: dict | None = None, tasks: list[int] | None = None,
                  out_dir: str | Path | None = None, n_gifs: int = 1, config: dict | None = None,
-                 title: str | None = None) -> dict:
+                 title: str | None = None, resume: bool = False, workers: int = 1,
+                 make_planner: Callable[[], Any] | None = None, worker_threads: int = 1) -> dict:
     """Run ``n_episodes`` with seeds ``seed, seed + 1, ...``; ``tasks`` (BlockPush) cycles the
-    named assignment over episodes. Writes ``results.json`` and GIFs into ``out_dir``."""
-    if not isinstance(n_episodes, int) or n_episodes < 1:
+    named assignment over episodes. Writes ``results.json`` and GIFs into ``out_dir``.
+
+    Every episode starts from ``planner.reset()`` and its own env seed, so it does not depend on
+    the episodes before it. That allows two things:
+    - ``resume``: each finished episode is saved at once (``out_dir/episodes.partial.json``,
+      atomically); a rerun with the same env, seed and config (``run_fingerprint``) reuses every
+      stored episode and runs only the missing ones, so a killed run loses at most the episode it
+      was in, and a longer run extends a shorter one.
+    - ``workers`` > 1: the missing episodes run in that many processes (``worker_threads`` torch
+      threads each), each building its own controller with ``make_planner`` (picklable, e.g. a
+      module-level function or ``functools.partial`` of one); ``planner`` may then be None.
+    """
+    if not isinstance(n_episodes, int) or isinstance(n_episodes, bool) or n_episodes < 1:
         raise ValueError(f"n_episodes must be an int >= 1, got {n_episodes=}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers=}")
+    if workers > 1 and make_planner is None:
+        raise ValueError(f"workers={workers} needs make_planner (each process builds its own controller)")
+    if planner is None and make_planner is None:
+        raise ValueError("run_episodes needs a planner (or make_planner)")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs an out_dir to keep the finished episodes in")
     revision = git_revision()  # the code that runs, read before the (long) run starts
-    env = gym.make(env_id, **(env_kwargs or {}))
-    if isinstance(getattr(planner, "model", None), SimulatorDynamics) or getattr(planner, "needs_sim_state", False):
-        env = PrivilegedState(env)
     out_dir = Path(out_dir) if out_dir is not None else None
-    episodes = []
+    fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config)
+    stored = _stored_episodes(out_dir, fingerprint) if resume else {}
+    todo = [i for i in range(n_episodes) if seed + i not in stored]
+    if stored:
+        console.print(f"[dim]resuming: {n_episodes - len(todo)} of {n_episodes} episodes stored in {out_dir}[/]")
+    episodes = dict(stored)
+
+    def finished(metrics: dict) -> None:
+        episodes[int(metrics["seed"])] = metrics
+        if resume:
+            atomic_write_json(out_dir / PARTIAL, {"fingerprint": fingerprint, "episodes": list(episodes.values())})
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+    jobs = [(seed + i, {"task": tasks[i % len(tasks)]} if tasks else None,
+             out_dir / f"episode_{seed + i}.gif" if out_dir is not None and i < n_gifs else None) for i in todo]
     with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task(title or env_id, total=n_episodes, status="")
-        for i in range(n_episodes):
-            options = {"task": tasks[i % len(tasks)]} if tasks else None
-            record = out_dir is not None and i < n_gifs
-            metrics, frames = run_episode(env, planner, seed + i, options, record_frames=record)
-            if options:
-                metrics["task"] = options["task"]
-            episodes.append(metrics)
-            if record:
-                write_gif(out_dir / f"episode_{seed + i}.gif", np.array(frames), fps=10, scale=2)
-            rate = np.mean([e["success"] for e in episodes])
-            progress.update(bar, advance=1, status=f"success {rate:.2f}")
-    summary = summarize(episodes)
+        bar = progress.add_task(title or env_id, total=n_episodes, completed=n_episodes - len(todo), status="")
+
+        def advance(metrics: dict) -> None:
+            finished(metrics)
+            done = [e["success"] for s, e in episodes.items() if seed <= s < seed + n_episodes]
+            progress.update(bar, advance=1, status=f"success {np.mean(done):.2f}")
+
+        if not jobs:
+            pass
+        elif workers == 1 or len(jobs) == 1:
+            state = _EpisodeWorker(env_id, env_kwargs, planner if planner is not None else make_planner(), revision)
+            for job in jobs:
+                advance(state.run(*job))
+        else:
+            context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+            with context.Pool(min(workers, len(jobs)), initializer=_init_worker,
+                              initargs=(make_planner, env_id, env_kwargs, worker_threads, revision)) as pool:
+                for metrics in pool.imap_unordered(_run_in_worker, jobs):
+                    advance(metrics)
+    kept = [episodes[seed + i] for i in range(n_episodes)]
+    summary = summarize(kept)
     print_summary(title or env_id, summary)
     if out_dir is not None:
         atomic_write_json(out_dir / "results.json", {
             "env_id": env_id, "seed": seed, "config": config or {}, "git_revision": revision,
-            "summary": summary, "episodes": episodes})
-    return {"summary": summary, "episodes": episodes}
+            "git_revisions": sorted({e.get("git_revision", revision) for e in kept}),
+            "fingerprint": fingerprint, "summary": summary, "episodes": kept})
+    return {"summary": summary, "episodes": kept}
+
+
+class _EpisodeWorker:
+    """An env and a controller that run episodes one after another (in-process or in a pool)."""
+
+    def __init__(self, env_id: str, env_kwargs: dict | None, planner, revision: str):
+        env = gym.make(env_id, **(env_kwargs or {}))
+        if isinstance(getattr(planner, "model", None), SimulatorDynamics) or getattr(planner, "needs_sim_state", False):
+            env = PrivilegedState(env)
+        self.env, self.planner, self.revision = env, planner, revision
+
+    def run(self, seed: int, options: dict | None, gif: Path | None) -> dict:
+        metrics, frames = run_episode(self.env, self.planner, seed, options, record_frames=gif is not None)
+        if options:
+            metrics["task"] = options["task"]
+        metrics["git_revision"] = self.revision
+        if gif is not None:
+            write_gif(gif, np.array(frames), fps=10, scale=2)
+        return metrics
+
+
+_WORKER: _EpisodeWorker | None = None
+
+
+def _init_worker(make_planner, env_id: str, env_kwargs: dict | None, threads: int, revision: str) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    global _WORKER
+    _WORKER = _EpisodeWorker(env_id, env_kwargs, make_planner(), revision)
+
+
+def _run_in_worker(job: tuple) -> dict:
+    return _WORKER.run(*job)
 
 
 def print_summary(title: str, summary: dict) -> None:
