@@ -94,11 +94,13 @@ def optimizer(row: str, seed: int):
 
 
 def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | None = None,
-          pose_head: str | None = None):
+          pose_head: str | None = None, dpc_steps: int | None = None, dpc_spacing: str | None = None):
     """The controller of one row (anything with reset / observe / plan). ``state_head``: the
     state head checkpoint of the UVA rows' state objective (default: the shipped one);
     ``pose_head``: the pose head of the ``:pose`` row (default: the UVA's own, ``train=uva_pose``;
-    none ships, so without either the row stops with a clear error)."""
+    none ships, so without either the row stops with a clear error); ``dpc_steps`` /
+    ``dpc_spacing``: DDIM steps and spacing of every DP-C draw, the same in every row (None: the
+    checkpoint's, as DP-C was trained)."""
     if row not in ROWS:
         raise ValueError(f"row must be one of {ROWS}, got {row!r}")
     checkpoints = {"uva": uva_checkpoint} if uva_checkpoint else {}
@@ -107,17 +109,20 @@ def build(row: str, seed: int, uva_checkpoint: str | None, state_head: str | Non
     if pose_head:
         checkpoints["pose_head"] = pose_head
     if row == "dpc":
-        return DPCPolicy(DPCProposer.from_pretrained("blockpush", seed=seed), n_action_steps=N_ACTION_STEPS)
+        return DPCPolicy(DPCProposer.from_pretrained("blockpush", seed=seed, n_sample_steps=dpc_steps,
+                                                     timestep_spacing=dpc_spacing), n_action_steps=N_ACTION_STEPS)
     if row == "dpc+sim":
         sim = SimulatorDynamics(ENV_ID, n_history=2)
         proposer = DPCProposer.from_pretrained("blockpush", seed=seed, action_low=sim.action_low,
-                                               action_high=sim.action_high)
+                                               action_high=sim.action_high, n_sample_steps=dpc_steps,
+                                               timestep_spacing=dpc_spacing)
         return Planner(sim, optimizer(row, seed), proposer=proposer, objective=BlockPushSimObjective(),
                        n_action_steps=N_ACTION_STEPS, warm_start=False)
     model = UVAWorldModel.from_pretrained("blockpush", proposer="uva" if row == "uva+uva" else "dpc",
                                           objective={"dpc+uva:goal": "goal_image", "dpc+uva:pose": "pose",
                                                      "dpc+uva:located": "located"}.get(row, "state"),
-                                          checkpoints=checkpoints or None, seed=seed)
+                                          checkpoints=checkpoints or None, seed=seed, dpc_steps=dpc_steps,
+                                          dpc_spacing=dpc_spacing)
     if row.endswith(":located-act"):
         model.objective = LocatedReward(model, ENV_ID, pusher="actions")
         if row.startswith("dpc+static"):
@@ -139,7 +144,9 @@ def run_row(row: str, args, revision: str) -> dict:
             console.print(f"[dim]{row}: done earlier ({done})[/]")
             return previous
     torch.manual_seed(args.seed)
-    controller = build(row, args.seed, args.uva, args.state_head, args.pose_head)
+    make = functools.partial(build, row, args.seed, args.uva, args.state_head, args.pose_head, args.dpc_steps,
+                             args.dpc_spacing)
+    controller = make()
     config = {"row": row, "description": DESCRIPTIONS[row], "n_episodes": n_episodes,
               "trials_per_task": args.trials_per_task, "n_action_steps": N_ACTION_STEPS,
               "uva": args.uva or "shipped", "threads": torch.get_num_threads(), "max_steps": args.max_steps,
@@ -154,6 +161,7 @@ def run_row(row: str, args, revision: str) -> dict:
     if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
         config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
                                   proposer.timestep_spacing or "leading"]
+        config["dpc_args"] = [args.dpc_steps, args.dpc_spacing]
     env_kwargs = {"render_size": 64}
     if args.max_steps:
         env_kwargs["max_episode_steps"] = args.max_steps
@@ -161,7 +169,7 @@ def run_row(row: str, args, revision: str) -> dict:
     run_episodes(ENV_ID, controller, n_episodes, args.seed, env_kwargs=env_kwargs, tasks=[0, 1, 2, 3],
                  out_dir=out, n_gifs=args.n_gifs, config=config, title=f"{row}: {DESCRIPTIONS[row]}",
                  resume=True, workers=args.workers, worker_threads=args.threads or 1,
-                 make_planner=functools.partial(build, row, args.seed, args.uva, args.state_head, args.pose_head))
+                 make_planner=make)
     return json.loads(done.read_text())
 
 
@@ -178,6 +186,10 @@ def _same_run(previous: dict, args) -> bool:
     if config.get("row") in STATE_HEAD_ROWS and config.get("state_head", "shipped") != _state_head_id(args):
         return False
     if str(config.get("row")).endswith(":pose") and config.get("pose_head") != (args.pose_head or "uva:own"):
+        return False
+    # DP-C's sampler: rows recorded before --dpc-steps existed ran the default of their day.
+    if "dpc_sampling" in config and config.get("dpc_args", [None, None]) != [getattr(args, "dpc_steps", None),
+                                                                            getattr(args, "dpc_spacing", None)]:
         return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))
@@ -213,6 +225,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pose-head", default=None,
                         help="pose head of the dpc+uva:pose row, e.g. outputs/train/pose_head_blockpush/final "
                              "(default: that of a --uva trained with its own, train=uva_pose; none ships)")
+    parser.add_argument("--dpc-steps", type=int, default=None,
+                        help="DDIM steps of every DP-C draw, in every row (default: the checkpoint's 10)")
+    parser.add_argument("--dpc-spacing", choices=("leading", "trailing"), default=None,
+                        help="DDIM timestep spacing of every DP-C draw (default: leading, as trained)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (of each worker with --workers)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that run a row's episodes in parallel (each loads its own models)")

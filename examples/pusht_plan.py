@@ -38,7 +38,8 @@ def build_planner(cfg: dict) -> Planner:
                                                         ("state_head", "state_head_checkpoint"),
                                                         ("pose_head", "pose_head_checkpoint")) if cfg[key]}
     model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
-                               state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None)
+                               state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None,
+                               dpc_steps=cfg["dpc_steps"], dpc_spacing=cfg["dpc_spacing"])
     return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"])),
                    n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
 

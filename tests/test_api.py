@@ -368,3 +368,40 @@ def test_demo_writes_only_the_gifs_it_is_asked_for(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.gif")) == ["episode_100000.gif"]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["summary"]["n_episodes"] == 2
+
+
+def test_demo_dpc_sampling_reaches_the_proposer():
+    from omegaconf import OmegaConf
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from pusht_plan import build_planner
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "examples" / "demo.yaml"))
+    cfg.pop("hydra")
+    dpc = build_planner({**cfg, "dpc_steps": 3, "dpc_spacing": "trailing"}).model.proposer
+    assert (dpc.n_sample_steps, dpc.timestep_spacing) == (3, "trailing")
+    dpc = build_planner({**cfg, "dpc_steps": None, "dpc_spacing": None}).model.proposer
+    assert (dpc.n_sample_steps, dpc.timestep_spacing) == (None, None)  # the checkpoint's own, as trained
+
+
+def test_guidance_rows_share_one_dpc_sampler_and_do_not_reuse_another():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from blockpush_guidance import _same_run, build
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    from types import SimpleNamespace
+
+    proposers = {"dpc": build("dpc", 0, None, dpc_steps=3, dpc_spacing="trailing").proposer,
+                 "dpc+sim": build("dpc+sim", 0, None, dpc_steps=3, dpc_spacing="trailing").proposer,
+                 "dpc+uva": build("dpc+uva", 0, None, dpc_steps=3, dpc_spacing="trailing").model.proposer}
+    for row, proposer in proposers.items():
+        assert (proposer.n_sample_steps, proposer.timestep_spacing) == (3, "trailing"), row
+    args = SimpleNamespace(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None,
+                           dpc_steps=None, dpc_spacing=None)
+    previous = {"seed": 100000, "config": {"row": "dpc", "n_episodes": 20, "max_steps": None, "uva": "shipped",
+                                           "dpc_sampling": [10, "leading"], "dpc_args": [None, None]}}
+    assert _same_run(previous, args)
+    assert not _same_run(previous, SimpleNamespace(**{**vars(args), "dpc_steps": 5, "dpc_spacing": "trailing"}))

@@ -67,14 +67,15 @@ class DPCPolicy:
         return self.proposer.normalizers["actions"].unnormalize(chunk.double().numpy())
 
 
-def load_proposer(path: str, vae: str | None = None, seed: int = 0) -> tuple[DPCProposer, dict]:
-    """A DPCProposer from a DP-C checkpoint, with the VAE it was trained on (latent mode)."""
+def load_proposer(path: str, vae: str | None = None, seed: int = 0, **kwargs) -> tuple[DPCProposer, dict]:
+    """A DPCProposer from a DP-C checkpoint, with the VAE it was trained on (latent mode);
+    ``kwargs`` go to ``DPCProposer`` (``n_sample_steps``, ``timestep_spacing``)."""
     meta = read_meta(resolve_checkpoint(path))
     vae_model = None
     if meta["config"].get("obs_mode", "latent") == "latent":
         vae_path = vae or meta["extra"]["vae"]["path"]
         vae_model, _ = load_model(vae_path, expected_kind="vae")
-    return DPCProposer.from_checkpoint(path, vae=vae_model, seed=seed), meta
+    return DPCProposer.from_checkpoint(path, vae=vae_model, seed=seed, **kwargs), meta
 
 
 def _make_env(policy: DPCPolicy, env_id: str, render_size: int) -> gym.Env:
@@ -161,13 +162,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--store", default=None, help="the state head's store (default: its checkpoint's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-sample-steps", type=int, default=None,
+                        help="DDIM steps per draw (default the checkpoint's; the planners' proposer uses 5)")
+    parser.add_argument("--timestep-spacing", choices=("leading", "trailing"), default=None,
+                        help="DDIM timestep spacing (default leading, as trained; the planners' proposer: trailing)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.episodes < 0 or args.n_candidates < 1 or args.threads < 1 or args.diversity_states < 0:
         parser.error(f"need episodes >= 0, n-candidates >= 1, threads >= 1, got {vars(args)}")
     torch.set_num_threads(args.threads)
     revision = git_revision()
-    proposer, meta = load_proposer(args.dpc, args.vae, args.seed)
+    proposer, meta = load_proposer(args.dpc, args.vae, args.seed, n_sample_steps=args.n_sample_steps,
+                                   timestep_spacing=args.timestep_spacing)
     env_id = meta["env_id"]
     render_size = proposer.vae.config.image_size if proposer.vae is not None else 64
     policy = DPCPolicy(proposer, args.n_action_steps)
