@@ -110,10 +110,13 @@ class SimulatorDynamics:
                        extras={"terminated": torch.from_numpy(terminated)})
 
 
-# DDIM steps and timestep spacing of each DP-C draw when planning with the shipped models. On
-# Push-T with the simulator ranking 100 candidates (20 episodes each): 10 leading steps (as
-# trained) 20/20, 5 leading 16/20, 5 trailing 19/20 at half the sampling time (README).
-DPC_PLANNING_STEPS, DPC_PLANNING_SPACING = 5, "trailing"
+# DDIM steps and timestep spacing of each DP-C draw when planning with the shipped models: None,
+# the checkpoint's own (10 "leading" steps, as trained), the sampler DP-C alone runs with. 5
+# "trailing" steps halve the sampling time and lose little when the simulator ranks 100
+# candidates (Push-T 19/20 against 20/20), but each draw is worse: DP-C alone with them succeeds
+# in 6/50 Push-T episodes against 17/50 (README), so a planner that ranks poorly, as UVA does,
+# inherits the weaker proposals.
+DPC_PLANNING_STEPS, DPC_PLANNING_SPACING = None, None
 # How the shipped UVA imagines when planning: every future token at once (1 unmasking step), 4 DDIM
 # steps of the video head, near the mode (README: forward dynamics 0.65x copy-last at these settings).
 PLANNING_SAMPLING = {"n_video_steps": 1, "video_head_steps": 4, "temperature": 0.01}
@@ -248,10 +251,9 @@ class UVAWorldModel:
         real frames and on this UVA's imagined ones: it reads imagined frames about twice as
         accurately, and ranks BlockPush candidates better, README) or "real" (real frames only);
         a ``checkpoints["state_head"]`` overrides both.
-        ``dpc_steps`` / ``dpc_spacing``: DDIM steps and timestep spacing of each DP-C draw (None:
-        the checkpoint's 10, "leading"); the default, 5 "trailing" steps, halves the proposer's
-        time (measured in the README: 19/20 Push-T episodes against 20/20 with the simulator
-        ranking the candidates; 5 "leading" steps gave 16/20).
+        ``dpc_steps`` / ``dpc_spacing``: DDIM steps and timestep spacing of each DP-C draw (None,
+        the default: the checkpoint's 10, "leading", as DP-C alone samples); 5 "trailing" steps
+        halve the proposer's time but make each draw worse (``DPC_PLANNING_STEPS``).
         UVA's own action chunks (``policy``, ``proposer="uva"``) take 8 DDIM steps of the action
         head, half the config's 16, at no measured cost (Push-T policy action error 61.9 against
         63.7 px); the policy call was 0-22% faster over three runs (README speed table). Other keyword arguments go
