@@ -1,6 +1,10 @@
 """Print markdown tables of finished experiments from their results.json files.
 
     python benchmarks/results_table.py outputs/issue3/*/results.json
+    python benchmarks/results_table.py --paired BASE/results.json A/results.json B/results.json
+
+``--paired BASE``: each run against BASE over the seeds they share, episode by episode (seeds
+only one of them solved, the exact McNemar p-value; ``uva_plan.metrics.paired_comparison``).
 """
 
 from __future__ import annotations
@@ -8,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _rate(summary: dict, key: str) -> str:
@@ -17,7 +23,29 @@ def _rate(summary: dict, key: str) -> str:
     return f"{summary[key]:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def paired(base: str, paths: list[str], key: str = "success") -> list[dict]:
+    from uva_plan.metrics import paired_comparison
+
+    base_episodes = json.loads(Path(base).read_text())["episodes"]
+    print(f"paired against {Path(base).parent.name} ({key})\n")
+    print("| run | seeds | base | run | only base | only run | difference | McNemar p |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for path in paths:
+        c = paired_comparison(base_episodes, json.loads(Path(path).read_text())["episodes"], key)
+        rows.append({"run": path, **c})
+        print(f"| {Path(path).parent} | {c['n']} | {c['base']} | {c['other']} | {c['only_base']} | "
+              f"{c['only_other']} | {c['difference']:+.2f} | {c['mcnemar_p']:.3f} |")
+    return rows
+
+
 def main(paths: list[str]) -> None:
+    if paths[:1] == ["--paired"]:
+        if len(paths) < 3:
+            raise SystemExit("usage: results_table.py --paired BASE.json RUN.json [RUN.json ...]")
+        key = "task_success" if "task_success" in json.loads(Path(paths[1]).read_text())["summary"] else "success"
+        paired(paths[1], paths[2:], key)
+        return
     print("| run | env | planner | episodes | success [95% CI] | score | task success [95% CI] | ms / plan | evals / plan |")
     print("|---|---|---|---|---|---|---|---|---|")
     for path in paths:

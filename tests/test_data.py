@@ -19,7 +19,7 @@ from uva_plan.data.collect import EpisodeRunner, main, make_expert
 from uva_plan.data.sampler import DPC_FRAME_OFFSETS, UVA_FRAME_OFFSETS
 from uva_plan.data.store import TMP_PREFIX, atomic_write
 from uva_plan.envs import PushTEnv
-from uva_plan.metrics import wilson_interval
+from uva_plan.metrics import paired_comparison, wilson_interval
 
 P, A = 14, 2
 META = {"env_id": "test/Env-v0", "env_kwargs": {}, "expert": "hand", "seed": 0,
@@ -382,3 +382,23 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
     with pytest.raises(ValueError):
         wilson_interval(11, 10)
+
+
+def test_paired_comparison_counts_discordant_seeds_and_tests_them_exactly():
+    def run(successes, seeds=range(10)):
+        return [{"seed": s, "success": bool(x)} for s, x in zip(seeds, successes)]
+
+    base = run([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    other = run([1, 0, 0, 1, 1, 1, 1, 1, 1, 0])
+    c = paired_comparison(base, other)
+    assert (c["n"], c["base"], c["other"], c["only_base"], c["only_other"]) == (10, 3, 7, 2, 6)
+    assert c["difference"] == pytest.approx(0.4)
+    assert c["mcnemar_p"] == pytest.approx(2 * (1 + 8 + 28) / 256)  # two-sided binomial, 2 of 8 discordant
+    assert paired_comparison(base, base)["mcnemar_p"] == 1.0  # nothing discordant
+    assert paired_comparison(base, run([1] * 5, seeds=range(5, 10)))["n"] == 5  # only shared seeds count
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_comparison(base, run([1], seeds=[99]))
+    with pytest.raises(ValueError, match="seed 0 twice"):
+        paired_comparison(base + base[:1], other)
+    with pytest.raises(ValueError, match="'task_success'"):
+        paired_comparison(base, other, key="task_success")

@@ -39,3 +39,36 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(1000 * (time.perf_counter() - start))
     return statistics.median(times)
+
+
+def paired_comparison(base: list[dict], other: list[dict], key: str = "success") -> dict:
+    """Two runs over the same seeds, episode by episode: how many seeds each one alone solved,
+    and the exact two-sided McNemar p-value (a binomial test on those discordant seeds).
+
+    ``base`` / ``other``: per-episode records (a results.json's ``episodes``) with ``seed`` and
+    ``key``. Only seeds in both count; a seed twice in one run is refused. A paired test sees
+    far smaller differences than two independent Wilson intervals when the runs share seeds.
+    """
+    from scipy.stats import binomtest
+
+    def by_seed(episodes: list[dict], name: str) -> dict[int, bool]:
+        out: dict[int, bool] = {}
+        for e in episodes:
+            if "seed" not in e or key not in e:
+                raise ValueError(f"every {name} episode needs 'seed' and {key!r}, got keys {sorted(e)}")
+            if int(e["seed"]) in out:
+                raise ValueError(f"{name} holds seed {e['seed']} twice")
+            out[int(e["seed"])] = bool(e[key])
+        return out
+
+    a, b = by_seed(base, "base"), by_seed(other, "other")
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError(f"the runs share no seed (base {len(a)} episodes, other {len(b)})")
+    only_base = sum(a[s] and not b[s] for s in seeds)
+    only_other = sum(b[s] and not a[s] for s in seeds)
+    discordant = only_base + only_other
+    p = binomtest(only_other, discordant, 0.5).pvalue if discordant else 1.0
+    return {"n": len(seeds), "base": sum(a[s] for s in seeds), "other": sum(b[s] for s in seeds),
+            "only_base": only_base, "only_other": only_other, "difference": (only_other - only_base) / len(seeds),
+            "mcnemar_p": float(p)}
