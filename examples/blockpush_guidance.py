@@ -161,7 +161,6 @@ def run_row(row: str, args, revision: str) -> dict:
     if proposer is not None and hasattr(proposer, "n_sample_steps"):  # DP-C sampling: DDIM steps, spacing
         config["dpc_sampling"] = [proposer.n_sample_steps or proposer.config.n_sample_steps,
                                   proposer.timestep_spacing or "leading"]
-        config["dpc_args"] = [args.dpc_steps, args.dpc_spacing]
     env_kwargs = {"render_size": 64}
     if args.max_steps:
         env_kwargs["max_episode_steps"] = args.max_steps
@@ -178,6 +177,15 @@ def _state_head_id(args) -> str:
     return args.state_head or "shipped:state_head_imagined"
 
 
+def dpc_sampling(args) -> list:
+    """[DDIM steps, spacing] every DP-C draw of this run takes (what a row records)."""
+    from uva_plan.checkpoint import read_meta, resolve_checkpoint
+
+    steps = getattr(args, "dpc_steps", None) or read_meta(
+        resolve_checkpoint(hub.pretrained_checkpoint("blockpush/dpc")), verify=False)["config"]["n_sample_steps"]
+    return [steps, getattr(args, "dpc_spacing", None) or "leading"]
+
+
 def _same_run(previous: dict, args) -> bool:
     """A finished row counts for this run when its trials, seed, episode length and UVA match."""
     config = previous["config"]
@@ -187,9 +195,7 @@ def _same_run(previous: dict, args) -> bool:
         return False
     if str(config.get("row")).endswith(":pose") and config.get("pose_head") != (args.pose_head or "uva:own"):
         return False
-    # DP-C's sampler: rows recorded before --dpc-steps existed ran the default of their day.
-    if "dpc_sampling" in config and config.get("dpc_args", [None, None]) != [getattr(args, "dpc_steps", None),
-                                                                            getattr(args, "dpc_spacing", None)]:
+    if "dpc_sampling" in config and config["dpc_sampling"] != dpc_sampling(args):  # another DP-C sampler
         return False
     return (config.get("n_episodes") == 4 * args.trials_per_task and previous["seed"] == args.seed
             and config.get("max_steps") == args.max_steps and config.get("uva") == (args.uva or "shipped"))

@@ -402,6 +402,8 @@ def test_guidance_rows_share_one_dpc_sampler_and_do_not_reuse_another():
     args = SimpleNamespace(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None,
                            dpc_steps=None, dpc_spacing=None)
     previous = {"seed": 100000, "config": {"row": "dpc", "n_episodes": 20, "max_steps": None, "uva": "shipped",
-                                           "dpc_sampling": [10, "leading"], "dpc_args": [None, None]}}
-    assert _same_run(previous, args)
-    assert not _same_run(previous, SimpleNamespace(**{**vars(args), "dpc_steps": 5, "dpc_spacing": "trailing"}))
+                                           "dpc_sampling": [10, "leading"]}}
+    assert _same_run(previous, args)  # the shipped DP-C's own 10 leading steps
+    five = SimpleNamespace(**{**vars(args), "dpc_steps": 5, "dpc_spacing": "trailing"})
+    assert not _same_run(previous, five)
+    assert _same_run({**previous, "config": {**previous["config"], "dpc_sampling": [5, "trailing"]}}, five)
