@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-sample-steps", type=int, default=None,
-                        help="DDIM steps per draw (default the checkpoint's; the planners' proposer uses 5)")
+                        help="DDIM steps per draw (default the checkpoint's 10; 5 is the planners' speed option)")
     parser.add_argument("--timestep-spacing", choices=("leading", "trailing"), default=None,
-                        help="DDIM timestep spacing (default leading, as trained; the planners' proposer: trailing)")
+                        help="DDIM timestep spacing (default leading, as trained; trailing suits few steps)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.episodes < 0 or args.n_candidates < 1 or args.threads < 1 or args.diversity_states < 0:
