@@ -20,3 +20,25 @@ def test_readme_api_example_runs():
 def test_readme_names_the_two_commands():
     text = README.read_text()
     assert "make demo" in text and "make test" in text
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_readme_internal_links_resolve():
+    text = README.read_text()
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # a "# comment" in code is no heading
+    anchors = {_github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", prose, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert links, "the README's contents list links to its sections"
+    missing = sorted(set(links) - anchors)
+    assert not missing, f"README links to sections that do not exist: {missing}"
+
+
+def test_github_anchor_matches_github():
+    assert _github_anchor("Objects located by colour (`LocatedReward`): what UVA's imagination gets right") \
+        == "objects-located-by-colour-locatedreward-what-uvas-imagination-gets-right"
+    assert _github_anchor("Speed (issue 7)") == "speed-issue-7"
