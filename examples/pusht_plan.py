@@ -40,7 +40,8 @@ def build_planner(cfg: dict) -> Planner:
     model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
                                state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None,
                                dpc_steps=cfg["dpc_steps"], dpc_spacing=cfg["dpc_spacing"])
-    return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"])),
+    n_central = None if cfg["n_central"] is None else int(cfg["n_central"])
+    return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"]), n_central=n_central),
                    n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
 
 

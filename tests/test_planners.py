@@ -595,3 +595,49 @@ def test_mppi_with_only_proposals_scores_them_once():
     result = MPPI(n_samples=6, n_elites=2, n_proposals=6, n_iterations=3).search(cost, zeros(), proposals)
     assert calls == [6] and result.info["n_evaluations"] == 6
     assert any(torch.equal(result.actions, p) for p in proposals)
+
+
+def test_best_of_n_central_ranks_only_the_typical_proposals():
+    # 40 proposals in a tight cluster around 0.2, 10 outliers near the cost's optimum at 0.9:
+    # plain best-of-N takes an outlier; n_central=20 ranks only cluster members.
+    generator = torch.Generator().manual_seed(0)
+    cluster = 0.2 + 0.01 * torch.randn(40, HORIZON, ACTION_DIM, generator=generator)
+    outliers = 0.9 + 0.01 * torch.randn(10, HORIZON, ACTION_DIM, generator=generator)
+    proposals = torch.cat([outliers, cluster])
+
+    def cost(actions):
+        return ((actions - 0.9) ** 2).sum((1, 2))
+
+    plain = BestOfN(n_samples=50).search(cost, zeros(), proposals)
+    assert plain.actions.mean() > 0.8
+    seen = []
+    result = BestOfN(n_samples=50, n_central=20).search(lambda a: seen.append(len(a)) or cost(a), zeros(), proposals)
+    assert seen == [20]  # the model scores only the central ones
+    assert abs(float(result.actions.mean()) - 0.2) < 0.05
+    from planners.best_of_n import central
+
+    kept = central(proposals, 20)
+    assert torch.equal(result.actions, kept[torch.argmin(cost(kept))])  # the cheapest central one wins
+    assert (kept.mean((1, 2)) < 0.5).all()  # no outlier is central
+
+
+def test_best_of_n_central_one_is_the_medoid():
+    from planners.best_of_n import central
+
+    proposals = torch.zeros(5, HORIZON, ACTION_DIM)
+    proposals[:, 0, 0] = torch.tensor([0.0, 0.1, 0.2, 0.35, 0.9])  # medoid: 0.2
+    result = BestOfN(n_samples=5, n_central=1).search(lambda a: -a.sum((1, 2)), zeros(), proposals)
+    assert float(result.actions[0, 0]) == pytest.approx(0.2)
+    assert central(proposals, 5)[:, 0, 0].tolist() == pytest.approx([0.2, 0.1, 0.35, 0.0, 0.9])
+    with pytest.raises(ValueError, match="n_central"):
+        BestOfN(n_samples=5, n_central=6)
+    with pytest.raises(ValueError, match="n_central"):
+        BestOfN(n_samples=5, n_central=0)
+
+
+def test_make_optimizer_n_central_only_for_best_of_n():
+    from planners import make_optimizer
+
+    assert make_optimizer("best_of_n", 16, n_central=4).n_central == 4
+    with pytest.raises(ValueError, match="n_central"):
+        make_optimizer("cem", 16, n_central=4)
