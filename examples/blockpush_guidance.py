@@ -23,6 +23,7 @@ Rows (``--rows``; default all):
     uva+uva           UVA's own policy samples as proposals, UVA dynamics, best of 100
     cem|mppi|icem     the optimiser seeded with DP-C proposals over UVA dynamics (state head)
     dpc+uva:n8|n32    best of 8 / 32 instead of 100
+    dpc+uva:c10       best of the 10 most typical of 100 DP-C proposals (``BestOfN(n_central=10)``)
 
 Each row is an ``examples``-style run written to ``<out>/rows/<row>/results.json``; a finished
 row (same trials and seed) is not rerun, and every finished episode is kept at once
@@ -57,7 +58,7 @@ ENV_ID = hub.ENVS["blockpush"]
 N_ACTION_STEPS = 6  # the paper's protocol: execute the first 6 of 16
 ROWS = ("dpc", "dpc+uva", "dpc+uva:pose", "dpc+uva:goal", "dpc+uva:located", "dpc+uva:located-act",
         "dpc+static:located-act", "dpc+sim", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8",
-        "dpc+uva:n32")
+        "dpc+uva:n32", "dpc+uva:c10")
 DESCRIPTIONS = {
     "dpc": "DP-C alone",
     "dpc+uva": "DP-C + UVA, state head, best of 100",
@@ -73,11 +74,13 @@ DESCRIPTIONS = {
     "icem": "iCEM seeded with DP-C, UVA, state head",
     "dpc+uva:n8": "DP-C + UVA, state head, best of 8",
     "dpc+uva:n32": "DP-C + UVA, state head, best of 32",
+    "dpc+uva:c10": "DP-C + UVA, state head, best of the 10 most typical of 100",
 }
 
 
 # The rows whose objective is the state head (the ones --state-head changes).
-STATE_HEAD_ROWS = ("dpc+uva", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8", "dpc+uva:n32")
+STATE_HEAD_ROWS = ("dpc+uva", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8", "dpc+uva:n32",
+                   "dpc+uva:c10")
 
 
 def optimizer(row: str, seed: int):
@@ -89,6 +92,8 @@ def optimizer(row: str, seed: int):
                     min_std=0.02, max_std=0.5, seed=seed)
     if row == "icem":
         return ICEM(n_samples=32, n_proposals=64, n_elites=8, n_iterations=2, init_std=0.1, min_std=0.02, seed=seed)
+    if row == "dpc+uva:c10":
+        return BestOfN(n_samples=100, n_central=10, seed=seed)
     n = {"dpc+uva:n8": 8, "dpc+uva:n32": 32}.get(row, 100)
     return BestOfN(n_samples=n, seed=seed)
 

@@ -174,11 +174,13 @@ def _run_example(name: str, argv: list[str]):
 
 @pytest.mark.slow
 def test_guidance_rows_run_and_resume(tmp_path):
-    argv = ["--rows", "dpc", "dpc+uva:n8", "--trials-per-task", "1", "--max-steps", "12", "--out", str(tmp_path)]
+    argv = ["--rows", "dpc", "dpc+uva:n8", "dpc+uva:c10", "--trials-per-task", "1", "--max-steps", "12",
+            "--out", str(tmp_path)]
     rows = _run_example("blockpush_guidance", argv)
-    assert [r["row"] for r in rows] == ["dpc", "dpc+uva:n8"]
+    assert [r["row"] for r in rows] == ["dpc", "dpc+uva:n8", "dpc+uva:c10"]
     assert all(r["episodes"] == 4 and 0 <= r["task_success"] <= 1 for r in rows)
     assert rows[1]["evaluations_per_plan"] == 8
+    assert rows[2]["evaluations_per_plan"] == 10  # UVA imagines only the 10 most typical of 100
     written = (tmp_path / "rows" / "dpc_uva_n8" / "results.json").stat().st_mtime_ns
     _run_example("blockpush_guidance", argv)  # finished rows are not rerun
     assert (tmp_path / "rows" / "dpc_uva_n8" / "results.json").stat().st_mtime_ns == written
