@@ -2,9 +2,11 @@
 
     python benchmarks/results_table.py outputs/issue3/*/results.json
     python benchmarks/results_table.py --paired BASE/results.json A/results.json B/results.json
+    python benchmarks/results_table.py --paired BASE1.json,BASE2.json A1.json,A2.json
 
 ``--paired BASE``: each run against BASE over the seeds they share, episode by episode (seeds
 only one of them solved, the exact McNemar p-value; ``uva_plan.metrics.paired_comparison``).
+Comma-joined files are one run: the episodes of runs over different seeds, pooled.
 """
 
 from __future__ import annotations
@@ -23,18 +25,27 @@ def _rate(summary: dict, key: str) -> str:
     return f"{summary[key]:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def episodes(spec: str) -> list[dict]:
+    """The episodes of one results.json, or of several comma-joined ones pooled."""
+    return [e for path in spec.split(",") for e in json.loads(Path(path).read_text())["episodes"]]
+
+
+def _name(spec: str) -> str:
+    return " + ".join(str(Path(path).parent) for path in spec.split(","))
+
+
 def paired(base: str, paths: list[str], key: str = "success") -> list[dict]:
     from uva_plan.metrics import paired_comparison
 
-    base_episodes = json.loads(Path(base).read_text())["episodes"]
-    print(f"paired against {Path(base).parent.name} ({key})\n")
+    base_episodes = episodes(base)
+    print(f"paired against {_name(base)} ({key})\n")
     print("| run | seeds | base | run | only base | only run | difference | McNemar p |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for path in paths:
-        c = paired_comparison(base_episodes, json.loads(Path(path).read_text())["episodes"], key)
+        c = paired_comparison(base_episodes, episodes(path), key)
         rows.append({"run": path, **c})
-        print(f"| {Path(path).parent} | {c['n']} | {c['base']} | {c['other']} | {c['only_base']} | "
+        print(f"| {_name(path)} | {c['n']} | {c['base']} | {c['other']} | {c['only_base']} | "
               f"{c['only_other']} | {c['difference']:+.2f} | {c['mcnemar_p']:.3f} |")
     return rows
 
@@ -43,7 +54,8 @@ def main(paths: list[str]) -> None:
     if paths[:1] == ["--paired"]:
         if len(paths) < 3:
             raise SystemExit("usage: results_table.py --paired BASE.json RUN.json [RUN.json ...]")
-        key = "task_success" if "task_success" in json.loads(Path(paths[1]).read_text())["summary"] else "success"
+        first = paths[1].split(",")[0]
+        key = "task_success" if "task_success" in json.loads(Path(first).read_text())["summary"] else "success"
         paired(paths[1], paths[2:], key)
         return
     print("| run | env | planner | episodes | success [95% CI] | score | task success [95% CI] | ms / plan | evals / plan |")
