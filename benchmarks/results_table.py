@@ -39,15 +39,22 @@ def paired(base: str, paths: list[str], key: str = "success") -> list[dict]:
 
     base_episodes = episodes(base)
     print(f"paired against {_name(base)} ({key})\n")
-    print("| run | seeds | base | run | only base | only run | difference | McNemar p |")
+    print("| run | seeds | base [95% CI] | run [95% CI] | only base | only run | difference | McNemar p |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for path in paths:
         c = paired_comparison(base_episodes, episodes(path), key)
         rows.append({"run": path, **c})
-        print(f"| {_name(path)} | {c['n']} | {c['base']} | {c['other']} | {c['only_base']} | "
-              f"{c['only_other']} | {c['difference']:+.2f} | {c['mcnemar_p']:.3f} |")
+        print(f"| {_name(path)} | {c['n']} | {_count(c['base'], c['n'])} | {_count(c['other'], c['n'])} | "
+              f"{c['only_base']} | {c['only_other']} | {c['difference']:+.2f} | {c['mcnemar_p']:.3f} |")
     return rows
+
+
+def _count(successes: int, n: int) -> str:
+    from uva_plan.metrics import wilson_interval
+
+    low, high = wilson_interval(successes, n)
+    return f"{successes} = {successes / n:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def main(paths: list[str]) -> None:

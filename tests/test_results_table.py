@@ -25,4 +25,5 @@ def test_paired_pools_comma_joined_runs(tmp_path, capsys):
     (pooled,) = results_table.paired(f"{base1},{base2}", [f"{run1},{run2}"])
     assert (pooled["n"], pooled["base"], pooled["other"]) == (5, 2, 4)
     assert (pooled["only_base"], pooled["only_other"]) == (1, 3)
-    assert "base1 +" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "base1 +" in out and "| 4 = 0.80 [" in out  # pooled run: 4 of 5 with its Wilson interval
