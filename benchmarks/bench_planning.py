@@ -7,7 +7,8 @@ Measured in one run, on the shipped weights (or --uva), from a real Push-T / Blo
   (planning settings: 1 unmasking step, 4 video-head DDIM steps) and over the simulator;
 - the DP-C + UVA best-of-100 decision, one row per speed-up added to the one before, from the
   model's defaults (8 unmasking steps, 16 DDIM steps: what the paper samples video with; every
-  future frame; DP-C at 10 DDIM steps) to what ``UVA.from_pretrained`` plans with, then DP-C's
+  future frame; DP-C at 10 DDIM steps) to what ``Planner(UVA.from_pretrained(env))`` plans with
+  (UVA ranks only the 10 most typical of the 100 proposals), then DP-C's
   fast sampler (5 "trailing" DDIM steps, ``dpc_steps=5``) on top; MPPI 256 x 4 (fast sampler)
   with its proposals re-scored every iteration against scored once;
 - UVA ``policy`` latency (video skipped) against a call that also imagines and decodes video;
@@ -106,16 +107,19 @@ def main(argv: list[str] | None = None) -> dict:
     # proposer's time, weaker draws; the default samples as DP-C was trained (10 "leading" steps).
     fast_dpc = (5, "trailing")
     checkpoint_dpc = (None, None)
-    stages = [("model defaults: 8 unmask x 16 DDIM, every frame, DP-C 10 DDIM", naive, False, checkpoint_dpc),
-              ("+ planning sampling: 1 unmask x 4 DDIM", uva, False, checkpoint_dpc),
-              ("+ video head only on the scored frame (= UVA.from_pretrained)", uva, True, checkpoint_dpc),
-              (f"+ DP-C {fast_dpc[0]} {fast_dpc[1]} DDIM steps (dpc_steps={fast_dpc[0]})", uva, True, fast_dpc)]
+    # The last two stages rank only the 10 most typical of the 100 proposals (Planner's default
+    # for UVA.from_pretrained): UVA imagines 10 rollouts instead of 100.
+    stages = [("model defaults: 8 unmask x 16 DDIM, every frame, DP-C 10 DDIM", naive, False, checkpoint_dpc, None),
+              ("+ planning sampling: 1 unmask x 4 DDIM", uva, False, checkpoint_dpc, None),
+              ("+ video head only on the scored frame", uva, True, checkpoint_dpc, None),
+              ("+ UVA ranks only the 10 most typical (= Planner(UVA.from_pretrained))", uva, True, checkpoint_dpc, 10),
+              (f"+ DP-C {fast_dpc[0]} {fast_dpc[1]} DDIM steps (dpc_steps={fast_dpc[0]})", uva, True, fast_dpc, 10)]
     previous = None
-    for label, model, scored_frame_only, dpc_sampling in stages:
+    for label, model, scored_frame_only, dpc_sampling, n_central in stages:
         model.proposer.n_sample_steps, model.proposer.timestep_spacing = dpc_sampling
         objective = model.objective if scored_frame_only else ReadsEveryFrame(model.objective)
-        planner = Planner(model, make_optimizer("best_of_n", 100), objective=objective, n_action_steps=8,
-                          warm_start=False)
+        planner = Planner(model, make_optimizer("best_of_n", 100, n_central=n_central), objective=objective,
+                          n_action_steps=8, warm_start=False)
         ms = plan_ms(planner, obs, 1 if model is naive else args.repeats)
         add(f"best-of-100 decision: {label}", ms, *(previous or (None, None)))
         previous = ("previous row", ms)

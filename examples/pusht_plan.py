@@ -1,9 +1,10 @@
 """Plan Push-T with the shipped UVA: ``python examples/pusht_plan.py`` (``make demo``).
 
-The default planner is the paper's guidance recipe: at each replanning step the shipped DP-C
-proposes ``n_samples`` chunks of 16 actions, UVA imagines the 4 future frames of each, the shipped
-state head reads the T's pose from the last imagined frame and the task's coverage cost ranks
-them; the best chunk's first ``n_action_steps`` run. Hydra overrides choose the rest:
+The default planner is the paper's guidance recipe with one change: at each replanning step the
+shipped DP-C proposes ``n_samples`` chunks of 16 actions, the ``n_central`` most typical of them
+are kept (``n_central=null``: all, the paper's best of 100), UVA imagines the 4 future frames of
+each, the shipped state head reads the T's pose from the last imagined frame and the task's
+coverage cost ranks them; the best chunk's first ``n_action_steps`` run. Hydra overrides choose the rest:
 
     python examples/pusht_plan.py planner=mppi objective=goal_image proposer=uva n_samples=32 n_episodes=5
 
@@ -40,7 +41,9 @@ def build_planner(cfg: dict) -> Planner:
     model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
                                state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None,
                                dpc_steps=cfg["dpc_steps"], dpc_spacing=cfg["dpc_spacing"])
-    n_central = None if cfg["n_central"] is None else int(cfg["n_central"])
+    # best_of_n ranks the n_central most typical proposals; the other planners take all of them.
+    n_central = None if cfg["n_central"] is None or cfg["planner"] != "best_of_n" else int(cfg["n_central"])
+    n_central = None if n_central is None else min(n_central, int(cfg["n_samples"]))  # best of 8: all 8
     return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"]), n_central=n_central),
                    n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
 

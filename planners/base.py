@@ -304,7 +304,8 @@ class Planner:
     """Receding-horizon planner: the env-facing object that keeps history and warm starts.
 
     `model` implements Dynamics; when it also has `sample` it is the default proposer, when
-    it has `default_objective()` that is the default objective, and when it has
+    it has `default_objective()` that is the default objective, `default_optimizer(max_batch)`
+    the default optimizer (else best of 100), and when it has
     `initial_plan(context, horizon) -> (H, A)` that is the first mean of an episode (else zeros).
     `reset()` also resets the proposer when it has a `reset()`. `plan(obs)` returns the first
     n_action_steps actions of the plan, in env units, as float64 (n_action_steps, A).
@@ -327,7 +328,9 @@ class Planner:
         if objective is None:
             raise ValueError("objective is None and the model has no default_objective(); "
                              "pass objective=... (anything with cost(rollout) -> (N,))")
-        if optimizer is None:
+        if optimizer is None and callable(getattr(model, "default_optimizer", None)):
+            optimizer = model.default_optimizer(max_batch=max_batch)
+        elif optimizer is None:
             from planners.best_of_n import BestOfN  # here, not at the top: best_of_n imports base
 
             optimizer = BestOfN(n_samples=100, max_batch=max_batch)

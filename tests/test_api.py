@@ -63,6 +63,23 @@ def test_from_pretrained_rejects_bad_arguments():
         UVAWorldModel.from_pretrained("pusht", checkpoints={"policy": "x"})
     with pytest.raises(ValueError, match="video_head_steps must be an int >= 2"):
         UVAWorldModel.from_pretrained("pusht", video_head_steps=1)
+    with pytest.raises(ValueError, match="n_central must be <= 100"):
+        UVAWorldModel.from_pretrained("pusht", n_central=101)
+    with pytest.raises(ValueError, match="n_central must be an int >= 1"):
+        UVAWorldModel.from_pretrained("pusht", n_central=0)
+
+
+def test_default_planner_ranks_the_ten_most_typical_of_100_proposals(pusht_model):
+    planner = Planner(pusht_model)
+    assert isinstance(planner.optimizer, BestOfN)
+    assert (planner.optimizer.n_samples, planner.optimizer.n_central) == (100, 10)
+    env = gym.make("uva_plan/PushT-v0")
+    obs, _ = env.reset(seed=0)
+    planner.plan(obs)
+    assert planner.last_result.info["n_evaluations"] == 10  # UVA imagined 10 rollouts, not 100
+    bare = UVAWorldModel(pusht_model.uva, pusht_model.vae, pusht_model.normalizer)
+    assert bare.default_optimizer().n_central is None  # built by hand: every proposal ranked
+    assert Planner(pusht_model, max_batch=5).optimizer.max_batch == 5
 
 
 def test_world_model_without_objective_says_what_to_pass(pusht_model):
@@ -295,7 +312,7 @@ def test_planning_benchmark_measures_each_speed_up_beside_its_baseline(tmp_path)
         torch.set_num_threads(previous)
     rows = {r["measure"]: r for r in result["rows"]}
     stages = [r for r in result["rows"] if r["measure"].startswith("best-of-100 decision")]
-    assert len(stages) == 4 and stages[0]["baseline_ms"] is None
+    assert len(stages) == 5 and stages[0]["baseline_ms"] is None
     for before, after in zip(stages, stages[1:]):  # each row's baseline is the row before it
         assert after["baseline_ms"] == before["ms"] and after["speedup"] == pytest.approx(before["ms"] / after["ms"])
     assert stages[-1]["speedup_over_naive"] == pytest.approx(stages[0]["ms"] / stages[-1]["ms"])
