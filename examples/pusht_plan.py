@@ -60,7 +60,8 @@ def main(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     planner = build_planner(config) if workers == 1 else None
     title = (f"Push-T: {cfg.proposer} proposals, UVA dynamics, {cfg.objective} objective, "
-             f"{cfg.planner} ({cfg.n_samples})")
+             f"{cfg.planner} ({cfg.n_samples}" + (f", {cfg.n_central} most typical ranked)"
+                                                  if cfg.planner == "best_of_n" and cfg.n_central else ")"))
     n_gifs = int(cfg.n_episodes) if cfg.n_gifs is None else int(cfg.n_gifs)
     if n_gifs < 0:
         raise ValueError(f"n_gifs must be null (every episode) or an int >= 0, got n_gifs={cfg.n_gifs}")
