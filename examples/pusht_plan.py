@@ -41,9 +41,10 @@ def build_planner(cfg: dict) -> Planner:
     model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
                                state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None,
                                dpc_steps=cfg["dpc_steps"], dpc_spacing=cfg["dpc_spacing"])
-    # best_of_n ranks the n_central most typical proposals; the other planners take all of them.
-    n_central = None if cfg["n_central"] is None or cfg["planner"] != "best_of_n" else int(cfg["n_central"])
-    n_central = None if n_central is None else min(n_central, int(cfg["n_samples"]))  # best of 8: all 8
+    # best_of_n ranks the n_central most typical proposals (all of them when n_samples is fewer);
+    # the other planners take every proposal.
+    ranks_central = cfg["n_central"] is not None and cfg["planner"] == "best_of_n"
+    n_central = min(int(cfg["n_central"]), int(cfg["n_samples"])) if ranks_central else None
     return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"]), n_central=n_central),
                    n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
 

@@ -31,10 +31,7 @@ class BestOfN(Optimizer):
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch)
         check_int("n_samples", n_samples, 1)
         check_float("noise_std", noise_std, 0.0)
-        if n_central is not None:
-            check_int("n_central", n_central, 1)
-            if n_central > n_samples:
-                raise ValueError(f"n_central must be <= n_samples, got {n_central=} > {n_samples=}")
+        check_n_central(n_central, n_samples)
         self.n_samples, self.noise_std, self.n_central = n_samples, noise_std, n_central
 
     @property
@@ -56,6 +53,14 @@ class BestOfN(Optimizer):
         costs = self._evaluate(cost, candidates)
         trace.record(candidates, costs)
         return trace.result(self, costs=costs)
+
+
+def check_n_central(n_central: int | None, n_samples: int) -> None:
+    """n_central is None or an int in [1, n_samples]; else a ValueError naming both."""
+    if n_central is not None:
+        check_int("n_central", n_central, 1)
+        if n_central > n_samples:
+            raise ValueError(f"n_central must be <= {n_samples} (the proposals ranked), got {n_central=}")
 
 
 def central(candidates: Tensor, k: int) -> Tensor:

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from planners import Rollout
 from planners.base import check_float, check_int
+from planners.best_of_n import check_n_central
 from uva_plan.envs.base import WORKSPACE
 
 
@@ -285,10 +286,7 @@ class UVAWorldModel:
             raise ValueError(f"state_head must be 'imagined' or 'real', got {state_head!r}")
         if dpc_steps is not None:
             check_int("dpc_steps", dpc_steps, 2)  # DDIM steps per DP-C draw
-        if n_central is not None:
-            check_int("n_central", n_central, 1)
-            if n_central > DEFAULT_N_SAMPLES:
-                raise ValueError(f"n_central must be <= {DEFAULT_N_SAMPLES} (the proposals ranked), got {n_central=}")
+        check_n_central(n_central, DEFAULT_N_SAMPLES)
         paths = dict(checkpoints or {})
         unknown = set(paths) - set(hub.PARTS)
         if unknown:
