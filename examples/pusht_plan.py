@@ -32,6 +32,14 @@ from uva_plan.report import print_table  # noqa: E402
 from uva_plan.runner import run_episodes  # noqa: E402
 
 
+def ranked_central(cfg: dict) -> int | None:
+    """How many of the proposals best_of_n ranks: the n_central most typical (all of them when
+    n_samples is fewer); None (every proposal) for the other planners or n_central=null."""
+    if cfg["n_central"] is None or cfg["planner"] != "best_of_n":
+        return None
+    return min(int(cfg["n_central"]), int(cfg["n_samples"]))
+
+
 def build_planner(cfg: dict) -> Planner:
     """The planner a config describes (module level: worker processes build their own)."""
     # Trained parts in place of the shipped ones (null: shipped).
@@ -41,11 +49,8 @@ def build_planner(cfg: dict) -> Planner:
     model = UVA.from_pretrained("pusht", proposer=cfg["proposer"], objective=cfg["objective"],
                                state_head=cfg["state_head"], seed=int(cfg["seed"]), checkpoints=checkpoints or None,
                                dpc_steps=cfg["dpc_steps"], dpc_spacing=cfg["dpc_spacing"])
-    # best_of_n ranks the n_central most typical proposals (all of them when n_samples is fewer);
-    # the other planners take every proposal.
-    ranks_central = cfg["n_central"] is not None and cfg["planner"] == "best_of_n"
-    n_central = min(int(cfg["n_central"]), int(cfg["n_samples"])) if ranks_central else None
-    return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"]), n_central=n_central),
+    return Planner(model, make_optimizer(cfg["planner"], int(cfg["n_samples"]), int(cfg["seed"]),
+                                         n_central=ranked_central(cfg)),
                    n_action_steps=int(cfg["n_action_steps"]), warm_start=False)
 
 
@@ -60,9 +65,9 @@ def main(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     config = OmegaConf.to_container(cfg, resolve=True)
     planner = build_planner(config) if workers == 1 else None
+    n_central = ranked_central(config)
     title = (f"Push-T: {cfg.proposer} proposals, UVA dynamics, {cfg.objective} objective, "
-             f"{cfg.planner} ({cfg.n_samples}" + (f", {cfg.n_central} most typical ranked)"
-                                                  if cfg.planner == "best_of_n" and cfg.n_central else ")"))
+             f"{cfg.planner} ({cfg.n_samples}" + (f", {n_central} most typical ranked)" if n_central else ")"))
     n_gifs = int(cfg.n_episodes) if cfg.n_gifs is None else int(cfg.n_gifs)
     if n_gifs < 0:
         raise ValueError(f"n_gifs must be null (every episode) or an int >= 0, got n_gifs={cfg.n_gifs}")

@@ -36,7 +36,8 @@ class BestOfN(Optimizer):
 
     @property
     def n_proposals(self) -> int:
-        """A proposer is asked for n_samples candidates; all of them are ranked."""
+        """A proposer is asked for n_samples candidates; all of them are ranked, or only the
+        n_central most typical when n_central is set."""
         return self.n_samples
 
     def search(self, cost: CostFn, init: Tensor, proposals: Tensor | None = None) -> PlanResult:

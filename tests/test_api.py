@@ -389,20 +389,35 @@ def test_demo_writes_only_the_gifs_it_is_asked_for(tmp_path):
     assert results["summary"]["n_episodes"] == 2
 
 
-def test_demo_dpc_sampling_reaches_the_proposer():
+def _demo_module_and_config():
+    """examples/pusht_plan.py as a module, and its config (configs/examples/demo.yaml) as a dict."""
     from omegaconf import OmegaConf
 
     sys.path.insert(0, str(ROOT / "examples"))
     try:
-        from pusht_plan import build_planner
+        import pusht_plan
     finally:
         sys.path.remove(str(ROOT / "examples"))
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "examples" / "demo.yaml"))
     cfg.pop("hydra")
-    dpc = build_planner({**cfg, "dpc_steps": 3, "dpc_spacing": "trailing"}).model.proposer
+    return pusht_plan, cfg
+
+
+def test_demo_dpc_sampling_reaches_the_proposer():
+    demo, cfg = _demo_module_and_config()
+    dpc = demo.build_planner({**cfg, "dpc_steps": 3, "dpc_spacing": "trailing"}).model.proposer
     assert (dpc.n_sample_steps, dpc.timestep_spacing) == (3, "trailing")
-    dpc = build_planner({**cfg, "dpc_steps": None, "dpc_spacing": None}).model.proposer
+    dpc = demo.build_planner({**cfg, "dpc_steps": None, "dpc_spacing": None}).model.proposer
     assert (dpc.n_sample_steps, dpc.timestep_spacing) == (None, None)  # the checkpoint's own, as trained
+
+
+def test_demo_ranks_the_configured_most_typical_proposals_with_best_of_n_only():
+    demo, cfg = _demo_module_and_config()
+    assert (cfg["planner"], cfg["n_samples"], cfg["n_central"]) == ("best_of_n", 100, 10)
+    assert demo.build_planner(cfg).optimizer.n_central == 10
+    assert demo.ranked_central({**cfg, "n_samples": 4}) == 4  # all of them when fewer are drawn
+    assert demo.ranked_central({**cfg, "n_central": None}) is None  # the paper's best of 100
+    assert demo.ranked_central({**cfg, "planner": "cem"}) is None  # other planners take every proposal
 
 
 def test_guidance_rows_share_one_dpc_sampler_and_do_not_reuse_another():
