@@ -138,7 +138,8 @@ class DiffusionHead(nn.Module):
         return self.final(h, c)
 
     def loss(self, target: Tensor, cond: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Denoising MSE for target (B, target_dim) given cond (B, cond_dim); mask (B,) selects rows."""
+        """Denoising MSE for target (B, target_dim) given cond (B, cond_dim); mask (B,) weights the rows
+        (0 / 1 selects them); the loss is their weighted mean."""
         noise = torch.randn_like(target)
         t = torch.randint(0, self.config.n_train_steps, (target.shape[0],), device=target.device)
         noisy = self.train_scheduler.add_noise(target, noise, t)

@@ -66,6 +66,17 @@ class UVAConfig:
     # prediction and the head spends its capacity on what moves. Inputs stay absolute.
     video_target: str = "absolute"
     residual_scale: float = 2.0
+    # How the actions reach the tokens. "none": every token of frame k gets frame k's L actions
+    # (the paper). "offset": each token also gets, per action, the commanded target's offset from
+    # the token's centre and a proximity bump exp(-d^2 / 2 s^2) (s = one token's width), so a token
+    # need not work out on its own whether the pusher is headed for its patch. Actions are
+    # normalised absolute positions in [-1, 1] (x, y), as the envs' pusher targets are.
+    action_grounding: str = "none"
+    # Video-loss weight of masked tokens whose target changes (RMS over its P dims against the last
+    # history frame above changed_token_threshold, latent units): the few tokens where something
+    # moves are otherwise drowned by the static background. 1.0: every token alike.
+    changed_token_weight: float = 1.0
+    changed_token_threshold: float = 0.1
     action_loss_repeats: int = 4
     mode_probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)  # over MODES, in that order
     # Optional third head on Z: object poses of each future frame (``pose_head.PoseHead``; its
@@ -122,6 +133,13 @@ class UVAConfig:
             raise ValueError(f"video_target must be 'absolute' or 'residual', got {self.video_target=}")
         if not self.residual_scale > 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale=}")
+        if self.action_grounding not in ("none", "offset"):
+            raise ValueError(f"action_grounding must be 'none' or 'offset', got {self.action_grounding=}")
+        if not (math.isfinite(self.changed_token_weight) and self.changed_token_weight > 0):
+            raise ValueError(f"changed_token_weight must be a finite number > 0, got {self.changed_token_weight=}")
+        if not (math.isfinite(self.changed_token_threshold) and self.changed_token_threshold >= 0):
+            raise ValueError(f"changed_token_threshold must be a finite number >= 0, "
+                             f"got {self.changed_token_threshold=}")
         if len(self.mode_probs) != len(MODES) or min(self.mode_probs) < 0 or sum(self.mode_probs) <= 0:
             raise ValueError(f"mode_probs must be {len(MODES)} non-negative weights over {MODES} with a "
                              f"positive sum, got {self.mode_probs=}")
@@ -145,6 +163,12 @@ class UVAConfig:
         return self.patch_size ** 2 * self.latent_channels
 
     @property
+    def action_token_dim(self) -> int:
+        """Per-token action features: L actions, plus (dx, dy, bump) per action when grounded."""
+        per_action = self.action_dim + (3 if self.action_grounding == "offset" else 0)
+        return self.actions_per_frame * per_action
+
+    @property
     def horizon(self) -> int:
         return self.n_future * self.actions_per_frame
 
@@ -165,6 +189,25 @@ class UVAConfig:
         return DiffusionHeadConfig(target_dim=self.horizon * self.action_dim,
                                    cond_dim=self.n_future * self.width,
                                    n_sample_steps=self.n_action_sample_steps, **self.action_head)
+
+
+def token_centres(grid: int) -> Tensor:
+    """(N, 2) centre (x, y) of each token of a grid x grid frame in [-1, 1] units; the patch grid
+    is row-major with rows along the image's y (down), as the renderer draws."""
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2.0 - 1.0
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten()], dim=-1)
+
+
+def grounded_actions(actions: Tensor, centres: Tensor, n_frames: int) -> Tensor:
+    """Actions (B, H, A=2) -> per-token features (B, T, N, L * 5): each of frame k's L actions,
+    its offset from the token's centre and the bump exp(-d^2 / 2 s^2), s = one token's width."""
+    grid_width = 2.0 / math.isqrt(centres.shape[0])
+    per_frame = einops.rearrange(actions, "b (t l) a -> b t 1 l a", t=n_frames)  # (B, T, 1, L, 2)
+    offset = per_frame - centres[None, None, :, None, :]  # (B, T, N, L, 2)
+    bump = torch.exp(-(offset ** 2).sum(-1, keepdim=True) / (2 * grid_width ** 2))
+    features = torch.cat([per_frame.expand_as(offset), offset, bump], dim=-1)  # (B, T, N, L, 5)
+    return einops.rearrange(features, "b t n l f -> b t n (l f)")
 
 
 def patchify(latents: Tensor, patch_size: int) -> Tensor:
@@ -231,12 +274,16 @@ class UVA(nn.Module):
     def __init__(self, config: UVAConfig):
         super().__init__()
         self.config = c = config
-        P, D, LA = c.patch_dim, c.width, c.actions_per_frame * c.action_dim
+        P, D, LA = c.patch_dim, c.width, c.action_token_dim
         self.in_proj = nn.Linear(2 * P + LA, D)
         self.mask_token = nn.Parameter(torch.randn(P) * 0.02)  # masked future or history tokens
         self.action_mask_token = nn.Parameter(torch.randn(LA) * 0.02)
         self.time_pos = nn.Parameter(torch.randn(1, c.n_future, 1, D) * 0.02)
         self.space_pos = nn.Parameter(torch.randn(1, 1, c.n_tokens, D) * 0.02)
+        if c.action_grounding == "offset":
+            if c.action_dim != 2:
+                raise ValueError(f"action_grounding='offset' needs 2-D position actions, got {c.action_dim=}")
+            self.register_buffer("token_centres", token_centres(c.latent_size // c.patch_size), persistent=False)
         self.blocks = nn.ModuleList(Block(D, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.depth))
         self.norm = nn.LayerNorm(D)
         self.frame_summary = FrameSummary(D, c.latent_size // c.patch_size)
@@ -275,6 +322,8 @@ class UVA(nn.Module):
             fut = torch.where(future_mask[:, None, :, None], masked, future)
         if actions is None:
             act = self.action_mask_token.expand(B, c.n_future, c.n_tokens, -1)
+        elif c.action_grounding == "offset":
+            act = grounded_actions(actions, self.token_centres.to(actions.dtype), c.n_future)
         else:  # every token of frame k carries frame k's L actions
             act = einops.repeat(actions, "b (t l) a -> b t n (l a)", t=c.n_future, n=c.n_tokens)
         x = self.in_proj(torch.cat([fut, hist, act], dim=-1)) + self.time_pos + self.space_pos
@@ -313,7 +362,13 @@ class UVA(nn.Module):
             selected = einops.repeat(mask, "b n -> b (t n)", t=c.n_future)
             target = einops.rearrange(self._video_target(future, history), "b t n p -> b (t n) p")[selected]
             r = c.video_loss_repeats
-            losses["video"] = self.video_head.loss(target.repeat(r, 1), z[selected].repeat(r, 1))
+            weight = None
+            if c.changed_token_weight != 1.0:
+                change = (future - history[:, -1:]).pow(2).mean(-1).sqrt()  # (B, T, N) RMS per token
+                changed = einops.rearrange(change > c.changed_token_threshold, "b t n -> b (t n)")[selected]
+                weight = 1.0 + (c.changed_token_weight - 1.0) * changed.float()
+                weight = weight.repeat(r)
+            losses["video"] = self.video_head.loss(target.repeat(r, 1), z[selected].repeat(r, 1), weight)
         if name in ACTION_LOSS_MODES:
             r = c.action_loss_repeats
             target = einops.rearrange(actions, "b h a -> b (h a)")
