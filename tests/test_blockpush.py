@@ -8,7 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import uva_plan.envs  # noqa: F401  (registers the envs)
-from uva_plan.envs.blockpush import STATE_DIM, BlockPushEnv, BlockPushOracle
+from uva_plan.envs.blockpush import STATE_DIM, BlockPushEnv
+from uva_plan.envs.blockpush_expert import BlockPushOracle
 
 FAR_ACTION = np.array([256.0, 500.0])  # bottom middle: nowhere near the blocks or targets
 TARGETS = ((150.0, 130.0), (360.0, 120.0))

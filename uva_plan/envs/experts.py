@@ -37,11 +37,11 @@ def make_expert(name: str, seed: int):
     if name == "pusht_explore":
         return PushTExpert(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush_explore":
-        from uva_plan.envs.blockpush import BlockPushOracle
+        from uva_plan.envs.blockpush_expert import BlockPushOracle
 
         return BlockPushOracle(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush":
-        from uva_plan.envs.blockpush import BlockPushOracle
+        from uva_plan.envs.blockpush_expert import BlockPushOracle
 
         return BlockPushOracle(seed=seed)
     raise ValueError(f"unknown expert {name!r}; expected one of {sorted(ENV_IDS) + sorted(EXPLORERS)}")
