@@ -1,4 +1,4 @@
-"""Evaluate a trained UVA (and its VAE) on held-out episodes: the figures of the UVA issue.
+"""Evaluate a trained UVA (and its VAE) on held-out episodes: the world model's held-out figures.
 
     python -m uva_plan.evaluate --uva outputs/train/uva_pusht/final --store data/pusht \\
         --out outputs/eval/uva_pusht.json
