@@ -292,8 +292,9 @@ def goal_state(env_id: str, task: int | None = None, targets=None, pusher=GOAL_P
 
 class EnvGoalImage(GoalImage):
     """``GoalImage`` whose goal frame is rendered from the task itself (``goal_state``): the
-    fixed Push-T goal, or for BlockPush the episode's named task and targets, read from the
-    rollout's context (``task``, ``targets``), so one objective serves every episode.
+    Push-T goal pose (the env's fixed one unless the context holds another), or for BlockPush
+    the episode's named task and targets, read from the rollout's context as ``episode_goal``
+    reads them (``task``, ``targets``), so one objective serves every episode.
 
     Args:
         env_id: the env; world_model: anything with ``encode(uint8 (B, S, S, 3)) -> latents``

@@ -144,10 +144,11 @@ def named_task(value) -> int:
 def check_goal(goal: dict) -> dict:
     """``goal`` with a named task (``named_task``) and targets as finite float64 (2, 2) centres
     in px; ValueError otherwise."""
+    named = named_task(goal["task"])
     targets = np.asarray(goal["targets"], dtype=np.float64)
     if targets.shape != (N_TARGETS, 2) or not np.isfinite(targets).all():
         raise ValueError(f"targets must be finite (2, 2) target centres in px, got {goal['targets']!r}")
-    return {"task": named_task(goal["task"]), "targets": targets}
+    return {"task": named, "targets": targets}
 
 
 def solved_state(goal: dict, pusher: np.ndarray) -> np.ndarray:
