@@ -41,11 +41,11 @@ from uva_plan.checkpoint import load_checkpoint, save_checkpoint
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
 from uva_plan.envs import BlockPushEnv, PushTEnv
-from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.models.diff_head import DiffusionHeadConfig
 from uva_plan.models.uva import UVA
 from uva_plan.models.vae import VAEConfig
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective
+from uva_plan.report import write_json
 from uva_plan.runner import run_episodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -431,8 +431,8 @@ def main(argv=None) -> dict:
                       message[:90] + ("..." if len(message) > 90 else ""),
                       f"[{style[row['verdict']]}]{row['verdict']}[/]")
     Console(width=200).print(table)
-    result = {"git_revision": git_revision(), "n_cases": len(rows), "counts": dict(counts), "cases": rows}
-    atomic_write_json(args.out, result)
+    result = {"n_cases": len(rows), "counts": dict(counts), "cases": rows}
+    write_json(args.out, result, config=vars(args))
     return result
 
 

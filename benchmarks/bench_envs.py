@@ -20,7 +20,8 @@ from rich.table import Table  # noqa: E402
 
 import uva_plan  # noqa: E402,F401
 from uva_plan.envs.pusht import PushTEnv  # noqa: E402
-from uva_plan.io import atomic_write_json, git_revision  # noqa: E402
+from uva_plan.io import git_revision  # noqa: E402
+from uva_plan.report import write_json  # noqa: E402
 
 
 def _rate(fn, n: int, repeats: int = 3) -> float:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key in next(iter(results.values())):
         table.add_row(key, *[f"{results[n][key]:,.0f}" for n in results])
     Console().print(table)
-    atomic_write_json(args.out, {"config": vars(args), "git_revision": revision, "results": results})
+    write_json(args.out, {"results": results}, config=vars(args), revision=revision)
     return results
 
 

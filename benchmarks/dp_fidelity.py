@@ -19,7 +19,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.dp_reference import DPPushTReference, pushing_actions  # noqa: E402
 from uva_plan.envs.pusht import PushTEnv  # noqa: E402
-from uva_plan.io import atomic_write_json, git_revision  # noqa: E402
+from uva_plan.io import git_revision  # noqa: E402
+from uva_plan.report import write_json  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,8 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     for key, value in summary.items():
         table.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
     Console().print(table)
-    atomic_write_json(args.out or f"outputs/bench/dp_fidelity_{args.restore_mode}.json", {"config": vars(args), "git_revision": revision, "summary": summary,
-                                 "errors": errors.tolist()})
+    write_json(args.out or f"outputs/bench/dp_fidelity_{args.restore_mode}.json",
+               {"summary": summary, "errors": errors.tolist()}, config=vars(args), revision=revision)
     return summary
 
 

@@ -26,8 +26,9 @@ from uva_plan.checkpoint import read_meta, resolve_checkpoint  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
 from uva_plan.evaluate import held_out_windows  # noqa: E402
 from uva_plan.hub import load_world_model  # noqa: E402
-from uva_plan.io import atomic_write_json, git_revision  # noqa: E402
+from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.models.vae import psnr  # noqa: E402
+from uva_plan.report import write_json  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +48,8 @@ def main() -> None:
     windows = held_out_windows(fp32, EpisodeStore.open(args.store), meta, args.n_windows, args.seed, args.vae)
     frames = windows["frames"].reshape(-1, *windows["frames"].shape[2:])
     n = fp32.n_frames
-    result = {"args": vars(args), "git_revision": git_revision()}
+    revision = git_revision()  # read before the run: the code that runs
+    result = {}
     for name, model in (("float32", fp32), ("float16_export", fp16)):
         recon = model.decode(model.encode(frames))
         # Both models see the float32 VAE's latents, so the comparison isolates the UVA weights.
@@ -67,7 +69,7 @@ def main() -> None:
     Console().print(table)
     print(f"mean squared difference between the two models' predictions: {diff:.2e}")
     out = Path("outputs/bench") / f"fp16_quality_{args.env}.json"
-    atomic_write_json(out, result)
+    write_json(out, result, config=vars(args), revision=revision)
     print(f"wrote {out}")
 
 

@@ -27,8 +27,9 @@ from rich.table import Table
 import uva_plan.envs  # noqa: F401  (registers the envs)
 from planners import CEM, BestOfN, Planner
 from uva_plan.adapters import PrivilegedState, SimulatorDynamics
-from uva_plan.io import atomic_write_json, git_revision
+from uva_plan.io import git_revision
 from uva_plan.objectives import PushTSimObjective
+from uva_plan.report import write_json
 
 ENV_ID = "uva_plan/PushT-v0"
 
@@ -107,7 +108,7 @@ def main(argv=None) -> dict:
     samples.setdefault("after_warmup", samples["before"])
     growth = samples["after_all"] - samples["after_warmup"]
     result = {
-        "git_revision": revision, "env_id": ENV_ID, "n_calls": args.n_calls, "warmup": args.warmup,
+        "env_id": ENV_ID, "n_calls": args.n_calls, "warmup": args.warmup,
         "n_episodes": n_episodes, "optimizer": kind, "dynamics": args.dynamics,
         "horizon": args.horizon, "n_action_steps": args.n_action_steps, "seconds": seconds,
         "ms_per_call": 1000 * seconds / args.n_calls,
@@ -125,7 +126,7 @@ def main(argv=None) -> dict:
     table.add_row("episodes", str(n_episodes))
     table.add_row("ms per plan call", f"{result['ms_per_call']:.1f}")
     Console().print(table)
-    atomic_write_json(args.out, result)
+    write_json(args.out, result, config=vars(args), revision=revision)
     return result
 
 

@@ -8,7 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import uva_plan.envs  # noqa: F401  (registers the envs)
-from uva_plan.envs.blockpush import STATE_DIM, BlockPushEnv, BlockPushOracle
+from uva_plan.envs.blockpush import STATE_DIM, BlockPushEnv
+from uva_plan.envs.blockpush_expert import BlockPushOracle
 
 FAR_ACTION = np.array([256.0, 500.0])  # bottom middle: nowhere near the blocks or targets
 TARGETS = ((150.0, 130.0), (360.0, 120.0))
@@ -210,3 +211,26 @@ def test_render_states_batch_shows_block_colours():
             assert (r > 150 and g < 100 and bl < 100) == red
             assert (bl > 150 and r < 100) == blue
     np.testing.assert_array_equal(frames[0], BlockPushEnv.render_states(padded[:1, :STATE_DIM])[0])
+
+
+def test_state_accessors_and_task_functions_on_any_batch_shape():
+    from uva_plan.envs import blockpush as bp
+
+    state = hand_state((150.0, 140.0), (300.0, 300.0), task=2)
+    state[20] = 1.0  # block 0 has entered target 0
+    batch = np.stack([state, state])[None]  # (1, 2, P)
+    np.testing.assert_array_equal(bp.agent_position(state), state[:2])
+    np.testing.assert_array_equal(bp.block_centres(state), [[150.0, 140.0], [300.0, 300.0]])
+    np.testing.assert_array_equal(bp.block_poses(state), [[150.0, 140.0, 0.3], [300.0, 300.0, 0.0]])
+    np.testing.assert_array_equal(bp.target_centres(state), TARGETS)
+    assert bp.entered(state).tolist() == [[True, False], [False, False]] and int(bp.task(state)) == 2
+    assert bp.in_target(state).tolist() == [[True, False], [False, False]]
+    for name in ("block_centres", "target_centres", "entered", "in_target"):
+        assert getattr(bp, name)(batch).shape == (1, 2, 2, 2), name
+    assert bp.block_poses(batch).shape == (1, 2, 2, 3) and bp.task(batch).tolist() == [[2, 2]]
+    goal = bp.check_goal(bp.goal_of(state))
+    assert goal["task"] == 2 and goal["targets"].tolist() == [list(t) for t in TARGETS]
+    solved = bp.solved_state(goal, np.array([40.0, 40.0]))
+    assert bp.in_target(solved).tolist() == [[False, True], [True, False]]  # task 2: block 1 -> target 0
+    with pytest.raises(ValueError, match="needs a named task 0..3, got task=-1"):
+        bp.check_goal({"task": -1, "targets": TARGETS})

@@ -232,7 +232,7 @@ def test_exploring_blockpush_oracle_detours_from_the_demonstrator():
     detours (equal steps along one direction) and the episode still goes on under the oracle."""
     import gymnasium as gym
 
-    from uva_plan.envs.blockpush import BlockPushOracle
+    from uva_plan.envs.blockpush_expert import BlockPushOracle
 
     def rollout(expert, n=60):
         env = gym.make("uva_plan/BlockPush-v0")

@@ -20,7 +20,7 @@ def test_evaluate_writes_every_figure(vae_run, store, tmp_path):  # noqa: F811
     result = main(["--uva", str(run / "final"), "--store", str(store), "--n-windows", "5", "--episodes", "1",
                    "--latency-batches", "2", "--threads", "1", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["git_revision"] and saved["args"]["n_windows"] == 5 and saved["env_id"] == result["env_id"]
+    assert saved["git_revision"] and saved["config"]["n_windows"] == 5 and saved["env_id"] == result["env_id"]
     dyn = saved["dynamics"]
     assert dyn["n_windows"] == 5
     assert dyn["copy_last_frame"]["latent_mse"] > 0

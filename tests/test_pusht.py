@@ -254,3 +254,22 @@ def test_restore_into_a_used_env_is_exact():
         trajectories.append(np.array([(sim.step(u), sim.get_state()[:14])[1] for u in future]))
     np.testing.assert_array_equal(trajectories[0], trajectories[1])
     np.testing.assert_array_equal(trajectories[0], trajectories[2])
+
+
+def test_state_accessors_and_task_functions_on_any_batch_shape():
+    from uva_plan.envs import pusht
+
+    env = PushTEnv()
+    env.reset(seed=4)
+    state = env.get_state()[:pusht.STATE_DIM]
+    batch = np.stack([state, state])[None]  # (1, 2, P)
+    np.testing.assert_array_equal(pusht.agent_position(state), state[:2])
+    np.testing.assert_array_equal(pusht.block_cog(state), state[4:6])
+    assert pusht.block_angle(state) == state[6]
+    np.testing.assert_array_equal(pusht.goal_pose(batch), np.broadcast_to(GOAL_POSE, (1, 2, 3)))
+    assert pusht.agent_position(batch).shape == (1, 2, 2) and pusht.block_angle(batch).shape == (1, 2)
+    goal = pusht.check_goal(pusht.goal_of(state))
+    solved = pusht.solved_state(goal, np.array([40.0, 40.0]))
+    assert coverage(solved)[0] == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match=r"goal_pose must be finite with shape \(3,\)"):
+        pusht.check_goal({"goal_pose": [1.0, 2.0]})

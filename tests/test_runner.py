@@ -121,3 +121,18 @@ def test_workers_give_the_serial_result(tmp_path):
 def test_bad_run_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_episodes("uva_plan/PushT-v0", tiny_planner(), 1, **kwargs)
+
+
+def test_write_json_adds_the_config_and_git_revision(tmp_path):
+    import numpy as np
+
+    from uva_plan.report import write_json
+
+    path = write_json(tmp_path / "a" / "run.json", {"rows": [np.float64(0.5)], "where": tmp_path},
+                      config={"seed": 0}, revision="abc123")
+    assert json.loads(path.read_text()) == {"config": {"seed": 0}, "git_revision": "abc123", "rows": [0.5],
+                                            "where": str(tmp_path)}
+    saved = json.loads(write_json(tmp_path / "b.json", {}).read_text())
+    assert saved["config"] == {} and len(saved["git_revision"]) >= 7  # read now when not given
+    with pytest.raises(ValueError, match=r"payload keys \['git_revision'\]"):
+        write_json(tmp_path / "c.json", {"git_revision": "x"})

@@ -1,4 +1,4 @@
-"""Evaluate a trained UVA (and its VAE) on held-out episodes: the figures of the UVA issue.
+"""Evaluate a trained UVA (and its VAE) on held-out episodes: the world model's held-out figures.
 
     python -m uva_plan.evaluate --uva outputs/train/uva_pusht/final --store data/pusht \\
         --out outputs/eval/uva_pusht.json
@@ -34,9 +34,10 @@ from uva_plan.checkpoint import read_meta, resolve_checkpoint
 from uva_plan.data.latents import env_class, load_latents
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
-from uva_plan.io import atomic_write_json, git_revision
+from uva_plan.io import git_revision
 from uva_plan.metrics import median_ms
 from uva_plan.models.vae import psnr
+from uva_plan.report import write_json
 
 console = Console()
 
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
     if store.meta["env_id"] != model.env_id:
         raise ValueError(f"{args.store} holds {store.meta['env_id']} data but the UVA was trained on {model.env_id}")
     windows = held_out_windows(model, store, uva_meta, args.n_windows, args.seed, args.vae or uva_meta['extra']['vae']['path'])
-    result: dict = {"args": vars(args), "git_revision": revision, "env_id": model.env_id,
+    result: dict = {"env_id": model.env_id,
                     "uva_checkpoint": str(resolve_checkpoint(args.uva)), "uva_step": uva_meta.get("step"),
                     "n_val_episodes": windows["n_val_episodes"]}
     out = Path(args.out)
@@ -285,8 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
                             out_dir=out.with_suffix("") / "policy", n_gifs=2,
                             config={"evaluate": vars(args)}, title=f"UVA policy on {model.env_id}")
         result["policy"] = runs["summary"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, result)
+    write_json(out, result, config=vars(args), revision=revision)
     console.print(f"wrote {out}")
     return result
 

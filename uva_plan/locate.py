@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from uva_plan.envs import blockpush as bp
-from uva_plan.envs import pusht
+from uva_plan.envs import env_name, pusht
 from uva_plan.envs.base import WORKSPACE
 from uva_plan.envs.geometry import TEE_COG, TEE_PARTS
 
@@ -96,8 +96,6 @@ class ColourLocator:
     """
 
     def __init__(self, env_id: str, min_visible: float = 0.25):
-        from uva_plan.models.state_head import env_name
-
         self.env = env_name(env_id)
         if not (isinstance(min_visible, (int, float)) and 0 <= min_visible < 1):
             raise ValueError(f"min_visible must be a number in [0, 1), got {min_visible=!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -13,19 +12,20 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
     Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0 or n
     successes, which is where small evaluation runs often land. ``n == 0`` carries no
-    information and gives the whole interval (0, 1).
+    information and gives the whole interval (0, 1). Computed by scipy
+    (``binomtest(...).proportion_ci(method="wilson")``) at the confidence level of ``z``.
     """
-    if n < 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n, got {successes=}, {n=}")
+    from scipy.stats import binomtest, norm
+
+    if n < 0 or not 0 <= successes <= n or successes != int(successes) or n != int(n):
+        raise ValueError(f"need integers 0 <= successes <= n, got {successes=}, {n=}")
     if z <= 0:
         raise ValueError(f"z must be positive, got {z=}")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    confidence = 1.0 - 2.0 * norm.sf(z)  # the two-sided level whose critical value is z
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:

@@ -3,7 +3,9 @@
 The simulator objectives read exact physical states (``Rollout.states`` (N, H, P)) and apply
 the task's own analytic reward with a shaped distance so that candidates that do not yet
 touch the block are still ranked. The learned objectives (``StateReward``, ``GoalImage``)
-read imagined latents (``Rollout.latents`` (N, T, C, h, w)) instead.
+read imagined latents (``Rollout.latents`` (N, T, C, h, w)) instead. The task maths (state
+layouts, goals, costs) live in the env modules (``uva_plan.envs.pusht``, ``.blockpush``);
+an objective looks its env's module up once (``uva_plan.envs.env_module``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 
 from planners import Rollout
 from uva_plan.envs import blockpush as bp
+from uva_plan.envs import env_module, env_name
 from uva_plan.envs import pusht
 from uva_plan.locate import ColourLocator
 
@@ -46,25 +49,8 @@ class PushTSimObjective:
 
     def cost(self, rollout: Rollout) -> Tensor:
         states = _states(rollout, pusht.STATE_DIM)
-        n, horizon, _ = states.shape
-        flat = states.reshape(n * horizon, -1)
-        best_coverage = pusht.coverage(flat).reshape(n, horizon).max(axis=1)
-        final = states[:, -1]
-        goal = final[:, 10:13]
-        c, s = np.cos(goal[:, 2]), np.sin(goal[:, 2])
-        goal_cog = goal[:, :2] + np.stack([-s * pusht.TEE_COG[1], c * pusht.TEE_COG[1]], axis=1)
-        position_error = np.linalg.norm(final[:, 4:6] - goal_cog, axis=1)
-        angle_error = np.abs((final[:, 6] - goal[:, 2] + np.pi) % (2 * np.pi) - np.pi)
-        # Pull the pusher to the far side of the block from the goal (where a push moves it
-        # goalwards) rather than onto the block, fading out as the block reaches the goal.
-        away = final[:, 4:6] - goal_cog
-        distance = np.linalg.norm(away, axis=1, keepdims=True)
-        behind = final[:, 4:6] + self.behind_distance * away / np.maximum(distance, 1e-9)
-        fade = np.minimum(1.0, distance[:, 0] / self.behind_distance)
-        approach = fade * np.linalg.norm(final[:, :2] - behind, axis=1)
-        cost = (-self.coverage_weight * best_coverage + position_error
-                + self.angle_weight * angle_error + self.approach_weight * approach)
-        return torch.from_numpy(cost)
+        return torch.from_numpy(pusht.sim_cost(states, self.coverage_weight, self.angle_weight,
+                                               self.approach_weight, self.behind_distance))
 
 
 class BlockPushSimObjective:
@@ -82,23 +68,12 @@ class BlockPushSimObjective:
 
     def cost(self, rollout: Rollout) -> Tensor:
         states = _states(rollout, bp.STATE_DIM)
-        final = states[:, -1]
-        task = self.task if self.task is not None else int(final[0, 24])
+        task = self.task if self.task is not None else int(bp.task(states[0, -1]))
         if task < 0:
             raise ValueError("BlockPushSimObjective needs a named task: the env has none "
                              "(reset with options={'task': 0..3}) and none was given")
-        block, target = divmod(task, 2)
-        other_block, other_target = 1 - block, 1 - target
-        blocks, targets = bp.block_centres(final), bp.target_centres(final)
-        named = np.linalg.norm(blocks[:, block] - targets[:, target], axis=1)
-        other = np.linalg.norm(blocks[:, other_block] - targets[:, other_target], axis=1)
-        entered = states[:, :, 20 + 2 * block + target].max(axis=1) > 0.5
-        # The pusher should work on the named block until it is in, then on the other one.
-        focus = np.where(entered[:, None], blocks[:, other_block], blocks[:, block])
-        approach = np.linalg.norm(final[:, :2] - focus, axis=1)
-        cost = (self.named_weight * named + other - self.success_bonus * entered
-                + self.approach_weight * approach)
-        return torch.from_numpy(cost)
+        return torch.from_numpy(bp.sim_cost(states, task, self.named_weight, self.success_bonus,
+                                            self.approach_weight))
 
 
 # -- learned objectives: imagined latents -> costs ------------------------------------------------
@@ -128,16 +103,37 @@ def _from_context(context, name: str):
     return getattr(context, name, None)
 
 
-def _last_state(context, what: str, physical_dim: int) -> np.ndarray:
+def _last_state(context, physical_dim: int) -> np.ndarray | None:
+    """The last row of the context's ``state_history`` (T, S) physical states; None without one."""
     history = _from_context(context, "state_history")
     if history is None:
-        raise ValueError(f"{what} is neither given nor in the rollout's context (no 'state_history' (T, S) "
-                         f"physical states): pass it to the objective")
+        return None
     state = np.asarray(history, dtype=np.float64)[-1]
     if state.shape[-1] < physical_dim:
         raise ValueError(f"context.state_history must hold physical states (T, >= {physical_dim}), "
                          f"got {np.asarray(history).shape}")
     return state
+
+
+def episode_goal(module, context, given: dict | None = None) -> dict:
+    """The episode's goal for an env module's task (its ``GOAL_FIELDS``, checked by its
+    ``check_goal``): each field from ``given``, else from the rollout's context (attribute or
+    key), else from the last row of its ``state_history`` (T, S) physical states, else the
+    task's default (Push-T: the env's fixed goal pose)."""
+    goal = {}
+    for name in module.GOAL_FIELDS:
+        value = (given or {}).get(name)
+        if value is None:
+            value = _from_context(context, name)
+        if value is None and (state := _last_state(context, module.STATE_DIM)) is not None:
+            value = module.goal_of(state)[name]
+        if value is None:
+            value = module.DEFAULT_GOAL.get(name)
+        if value is None:
+            raise ValueError(f"{name} is neither given nor in the rollout's context (no {name!r}, no "
+                             f"'state_history' (T, S) physical states): pass it to the objective")
+        goal[name] = value
+    return module.check_goal(goal)
 
 
 class StateReward:
@@ -165,9 +161,7 @@ class StateReward:
 
     def __init__(self, state_head, env_id: str, frames=(-1,), goal_pose=None, task=None, targets=None,
                  pose_weight: float = 0.1, position_scale: float = 100.0, other_weight: float = 0.0):
-        from uva_plan.models.state_head import env_name  # models import diffusers: only when used
-
-        self.state_head, self.env = state_head, env_name(env_id)
+        self.state_head, self.env, self.env_module = state_head, env_name(env_id), env_module(env_id)
         head_env = getattr(getattr(state_head, "config", None), "env", self.env)
         if head_env != self.env:
             raise ValueError(f"the state head reads {head_env} poses, but {env_id=}")
@@ -199,54 +193,14 @@ class StateReward:
 
     def _cost_of_poses(self, poses: np.ndarray, n: int, n_frames: int, context) -> Tensor:
         """Poses (N F, P) of n candidates' n_frames frames -> (N,) costs, the best frame's."""
-        if self.env == "pusht":
-            per_frame = self._pusht_cost(poses, context)
-        else:
-            per_frame = self._blockpush_cost(poses, context)
-        per_frame = torch.from_numpy(per_frame.reshape(n, n_frames))
+        given = {"goal_pose": self.goal_pose, "task": self.task, "targets": self.targets}
+        goal = episode_goal(self.env_module, context, given)
+        weights = {"pose_weight": self.pose_weight, "position_scale": self.position_scale,
+                   "other_weight": self.other_weight}
+        per_frame = torch.from_numpy(self.env_module.pose_cost(poses, goal, weights).reshape(n, n_frames))
         # Non-finite frames must not hide behind a finite one: min would skip a NaN silently.
         return torch.where(torch.isfinite(per_frame).all(dim=1), per_frame.min(dim=1).values,
                            torch.full((n,), math.nan, dtype=per_frame.dtype))
-
-    def _pusht_cost(self, poses: np.ndarray, context) -> np.ndarray:
-        goal = self.goal_pose
-        if goal is None:
-            goal = _from_context(context, "goal_pose")
-            if goal is None and _from_context(context, "state_history") is not None:
-                goal = _last_state(context, "the goal pose", pusht.STATE_DIM)[10:13]
-            goal = pusht.GOAL_POSE if goal is None else self._checked(goal, (3,), "context goal_pose")
-        c, s = np.cos(poses[:, 2]), np.sin(poses[:, 2])
-        cog = pusht.TEE_COG
-        origin = np.stack([poses[:, 0] - (cog[0] * c - cog[1] * s), poses[:, 1] - (cog[0] * s + cog[1] * c),
-                           poses[:, 2]], axis=1)
-        finite = np.isfinite(poses).all(axis=1)
-        coverage = np.full(len(poses), math.nan)
-        if finite.any():
-            coverage[finite] = pusht.tee_coverage(np.ascontiguousarray(origin[finite]), goal)
-        gc, gs = math.cos(goal[2]), math.sin(goal[2])
-        goal_cog = goal[:2] + np.array([cog[0] * gc - cog[1] * gs, cog[0] * gs + cog[1] * gc])
-        distance = np.linalg.norm(poses[:, :2] - goal_cog, axis=1)
-        angle_error = np.abs((poses[:, 2] - goal[2] + np.pi) % (2 * np.pi) - np.pi)
-        return 1.0 - coverage + self.pose_weight * (distance / self.position_scale + angle_error / np.pi)
-
-    def _blockpush_cost(self, poses: np.ndarray, context) -> np.ndarray:
-        task, targets = self.task, self.targets
-        if task is None:
-            task = _from_context(context, "task")
-            if task is None:
-                task = _last_state(context, "the BlockPush task", bp.STATE_DIM)[24]
-            task = int(task) if np.ndim(task) == 0 else bp.parse_task(tuple(int(v) for v in task))
-            if task not in range(4):
-                raise ValueError("StateReward on BlockPush needs a named task: pass task= or reset the "
-                                 "env with options={'task': 0..3}")
-        if targets is None:
-            targets = _from_context(context, "targets")
-            targets = (_last_state(context, "the target centres", bp.STATE_DIM)[16:20].reshape(2, 2)
-                       if targets is None else self._checked(targets, (2, 2), "context targets"))
-        block, target = divmod(task, 2)
-        named = np.linalg.norm(poses[:, 3 * block:3 * block + 2] - targets[target], axis=1)
-        other = np.linalg.norm(poses[:, 3 * (1 - block):3 * (1 - block) + 2] - targets[1 - target], axis=1)
-        return (named + self.other_weight * other) / bp.TOLERANCE
 
 
 class PoseReward(StateReward):
@@ -330,36 +284,17 @@ def goal_state(env_id: str, task: int | None = None, targets=None, pusher=GOAL_P
     """The physical state (P,) of the task solved: the T on its goal pose (Push-T), or the named
     block on the named target and the other block on the other target (BlockPush), both at
     yaw 0, velocities 0, the pusher at ``pusher``."""
-    from uva_plan.models.state_head import env_name
-
-    env = env_name(env_id)
-    pusher = np.asarray(pusher, dtype=np.float64)
-    if env == "pusht":
-        state = np.zeros(pusht.STATE_DIM)
-        state[0:2] = pusher
-        state[4:6] = pusht.cog_from_origin(*pusht.GOAL_POSE)  # the physical state holds the CoG
-        state[6] = pusht.GOAL_POSE[2]
-        state[10:13] = pusht.GOAL_POSE
-        return state
-    if task is None or not 0 <= int(task) <= 3:
-        raise ValueError(f"a BlockPush goal needs a named task 0..3, got {task=}")
-    targets = np.asarray(targets, dtype=np.float64)
-    if targets.shape != (2, 2) or not np.isfinite(targets).all():
-        raise ValueError(f"targets must be finite (2, 2) target centres in px, got {targets!r}")
-    block, target = divmod(int(task), 2)
-    state = np.zeros(bp.STATE_DIM)
-    state[0:2] = pusher
-    state[4 + 6 * block:6 + 6 * block] = targets[target]
-    state[4 + 6 * (1 - block):6 + 6 * (1 - block)] = targets[1 - target]
-    state[16:20] = targets.ravel()
-    state[24] = task
-    return state
+    module = env_module(env_id)
+    given = {"task": task, "targets": targets}
+    goal = {name: given.get(name, module.DEFAULT_GOAL.get(name)) for name in module.GOAL_FIELDS}
+    return module.solved_state(goal, np.asarray(pusher, dtype=np.float64))
 
 
 class EnvGoalImage(GoalImage):
     """``GoalImage`` whose goal frame is rendered from the task itself (``goal_state``): the
-    fixed Push-T goal, or for BlockPush the episode's named task and targets, read from the
-    rollout's context (``task``, ``targets``), so one objective serves every episode.
+    Push-T goal pose (the env's fixed one unless the context holds another), or for BlockPush
+    the episode's named task and targets, read from the rollout's context as ``episode_goal``
+    reads them (``task``, ``targets``), so one objective serves every episode.
 
     Args:
         env_id: the env; world_model: anything with ``encode(uint8 (B, S, S, 3)) -> latents``
@@ -367,33 +302,29 @@ class EnvGoalImage(GoalImage):
     """
 
     def __init__(self, env_id: str, world_model, token_weights: Tensor | None = None, frames=(-1,)):
-        from uva_plan.models.state_head import env_name
-
         self.env_id, self.env, self.world_model = env_id, env_name(env_id), world_model
+        self.env_module = env_module(env_id)
         self._cache: dict = {}
-        # Push-T's goal is fixed; BlockPush's comes with each context, so the constructor only
-        # learns the latents' shape from the rendered goal of an arbitrary task.
-        first = self._goal_latents(None, None) if self.env == "pusht" else \
-            self._goal_latents(0, np.array([[128.0, 256.0], [384.0, 256.0]]))
+        # The constructor learns the latents' shape from the rendered goal of an example goal
+        # (Push-T's: its fixed one); each rollout's goal comes from its context.
+        first = self._goal_latents(self.env_module.check_goal(self.env_module.EXAMPLE_GOAL))
         super().__init__(first, token_weights, frames)
 
-    def _goal_latents(self, task, targets) -> Tensor:
-        """Encoded goal frame, cached per (task, targets)."""
-        key = "pusht" if self.env == "pusht" else (int(task), *np.round(np.asarray(targets, np.float64).ravel(), 6))
+    def _goal_latents(self, goal: dict) -> Tensor:
+        """Encoded goal frame, cached per goal."""
+        key = tuple(float(v) for name in self.env_module.GOAL_FIELDS
+                    for v in np.round(np.asarray(goal[name], dtype=np.float64).ravel(), 6))
         if key not in self._cache:
-            env_cls = pusht.PushTEnv if self.env == "pusht" else bp.BlockPushEnv
-            frame = env_cls.render_states(goal_state(self.env_id, task, targets)[None], self.world_model.image_size)
+            state = self.env_module.solved_state(goal, np.asarray(GOAL_PUSHER, dtype=np.float64))
+            frame = self.env_module.ENV_CLASS.render_states(state[None], self.world_model.image_size)
             self._cache[key] = self.world_model.encode(frame)[0].float()
         return self._cache[key]
 
     def goal_for(self, rollout: Rollout) -> Tensor:
-        if self.env == "pusht":
-            return self.goal
-        task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
-        if task is None or int(task) < 0 or targets is None:
-            raise ValueError("EnvGoalImage on BlockPush needs a context with a named task (0..3) and "
-                             "targets: reset the env with options={'task': 0..3}")
-        return self._goal_latents(task, targets)
+        return self._goal_latents(episode_goal(self.env_module, rollout.context))
+
+
+SIM_OBJECTIVES = {"pusht": PushTSimObjective, "blockpush": BlockPushSimObjective}  # by env name
 
 
 class LocatedReward:
@@ -427,8 +358,9 @@ class LocatedReward:
             raise ValueError(f"world_model must have decode(latents), got {type(world_model).__name__}")
         self.world_model, self.locator = world_model, ColourLocator(env_id, min_visible=min_visible)
         self.env, self.frames = self.locator.env, _check_frames(frames)
+        self.env_module = env_module(env_id)
         if sim_objective is None:
-            sim_objective = PushTSimObjective() if self.env == "pusht" else BlockPushSimObjective()
+            sim_objective = SIM_OBJECTIVES[self.env]()
         if not callable(getattr(sim_objective, "cost", None)):
             raise ValueError(f"sim_objective must have cost(rollout), got {type(sim_objective).__name__}")
         if pusher not in ("frames", "actions"):
@@ -466,25 +398,7 @@ class LocatedReward:
             steps = [self.world_model.stride * ((f % n_future) + 1) - 1 for f in self.frames]
             commanded = self.world_model.normalizer.unnormalize(rollout.actions.detach().cpu().double().numpy())
             pos["agent"] = commanded[:, steps]
-        if self.env == "pusht":
-            states = np.zeros((n, n_frames, pusht.STATE_DIM))
-            states[..., 0:2], states[..., 4:6], states[..., 6] = pos["agent"], pos["tee"], pos["tee_angle"]
-            goal = _from_context(rollout.context, "goal_pose")
-            states[..., 10:13] = pusht.GOAL_POSE if goal is None else np.asarray(goal, dtype=np.float64)
-            return states
-        task, targets = _from_context(rollout.context, "task"), _from_context(rollout.context, "targets")
-        if task is None or int(task) < 0 or targets is None:
-            raise ValueError("LocatedReward on BlockPush needs a context with a named task (0..3) and targets: "
-                             "reset the env with options={'task': 0..3}")
-        targets = np.asarray(targets, dtype=np.float64).reshape(2, 2)
-        states = np.zeros((n, n_frames, bp.STATE_DIM))
-        states[..., 0:2], states[..., 4:6], states[..., 10:12] = pos["agent"], pos["block0"], pos["block1"]
-        states[..., 16:20] = targets.ravel()
-        blocks = np.stack([pos["block0"], pos["block1"]], axis=2)  # (N, F, 2, 2)
-        inside = np.linalg.norm(blocks[:, :, :, None] - targets[None, None, None], axis=-1) < bp.TOLERANCE
-        states[..., 20:24] = np.maximum.accumulate(inside, axis=1).reshape(n, n_frames, 4)
-        states[..., 24] = int(task)
-        return states
+        return self.env_module.compose_states(pos, episode_goal(self.env_module, rollout.context))
 
     def _real_positions(self, context, latents: Tensor) -> dict | None:
         """Each object's (position, angle) in the context's last real frame (cached per context),

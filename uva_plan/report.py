@@ -1,6 +1,9 @@
 """What every experiment writes: JSON (rows, full config, git revision), a markdown table and a
 PNG plot of its rates with their 95% Wilson intervals, and a rich table on the console.
 
+``write_json`` is the one JSON writer of results: every run's file carries its config and the
+code's git revision, and is replaced atomically.
+
 A row is a dict; ``columns`` names which keys the tables show, in order. A rate is a key ``k``
 with ``k_wilson95`` = [low, high] beside it (``runner.summarize`` writes them that way); the
 tables print it as ``0.42 [0.35, 0.49]``.
@@ -18,6 +21,24 @@ from rich.table import Table
 from uva_plan.io import atomic_write, atomic_write_json, git_revision
 
 console = Console()
+PROVENANCE_KEYS = ("config", "git_revision")
+
+
+def write_json(path: str | Path, payload: dict[str, Any], *, config: dict[str, Any] | None = None,
+               revision: str | None = None) -> Path:
+    """Write ``{"config": config, "git_revision": revision, **payload}`` to ``path`` as JSON,
+    atomically (numpy values and paths converted); returns the path.
+
+    ``revision`` is the code's git revision, read by the caller when its run started (a long run
+    records the code it ran, not later commits); by default it is read now. ``config`` defaults to {}.
+    """
+    clash = sorted(set(payload) & set(PROVENANCE_KEYS))
+    if clash:
+        raise ValueError(f"payload keys {clash} are written by write_json itself: pass config= / revision=")
+    path = Path(path)
+    atomic_write_json(path, {"config": {} if config is None else config,
+                             "git_revision": revision or git_revision(), **payload})
+    return path
 
 
 def _cell(row: dict, key: str) -> str:
@@ -78,9 +99,8 @@ def write_report(out_dir: str | Path, name: str, title: str, rows: Sequence[dict
     """Write ``name``.json / .md / .png into out_dir and print the table; returns the paths."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md"}
-    atomic_write_json(paths["json"], {"title": title, "config": config,
-                                      "git_revision": revision or git_revision(),
-                                      "rows": list(rows), **(extra or {})})
+    write_json(paths["json"], {"title": title, "rows": list(rows), **(extra or {})}, config=config,
+               revision=revision)
     text = f"## {title}\n\n" + markdown_table(rows, columns)
     atomic_write(paths["md"], lambda f: f.write(text.encode()))
     if plot_label and plot_rate:

@@ -24,6 +24,7 @@ from rich.table import Table
 from uva_plan.adapters import PrivilegedState, SimulatorDynamics
 from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
+from uva_plan.report import write_json
 
 console = Console()
 _RATE_KEYS = ("success", "p1", "p2", "task_success", "entered_task0", "entered_task1", "entered_task2",
@@ -228,10 +229,9 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
     summary = summarize(kept)
     print_summary(title or env_id, summary)
     if out_dir is not None:
-        atomic_write_json(out_dir / "results.json", {
-            "env_id": env_id, "seed": seed, "config": config or {}, "git_revision": revision,
-            "git_revisions": sorted({e.get("git_revision", revision) for e in kept}),
-            "fingerprint": fingerprint, "summary": summary, "episodes": kept})
+        write_json(out_dir / "results.json", {
+            "env_id": env_id, "seed": seed, "git_revisions": sorted({e.get("git_revision", revision) for e in kept}),
+            "fingerprint": fingerprint, "summary": summary, "episodes": kept}, config=config or {}, revision=revision)
     return {"summary": summary, "episodes": kept}
 
 

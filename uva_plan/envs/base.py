@@ -45,8 +45,8 @@ K_P, K_V = 100.0, 20.0
 WALL_RADIUS = 2.0
 # The reference's walls are segments from (5, 5) to (506, 506) with radius 2: inner faces at 7
 # and 504. Ours keep those faces but are WALL_DEPTH thick (segments moved outward, radius grown),
-# so an object squeezed by the kinematic pusher cannot be resolved out through a 2 px wall
-# (issue 8); the interior geometry and hence every contact the reference sees are unchanged.
+# so an object squeezed by the kinematic pusher cannot be resolved out through a 2 px wall;
+# the interior geometry and hence every contact the reference sees are unchanged.
 WALL_DEPTH = 100.0
 _R = WALL_DEPTH / 2
 _IN, _OUT = 5 + WALL_RADIUS - _R, 506 - WALL_RADIUS + _R  # centre lines

@@ -20,8 +20,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from uva_plan.envs.pusht_expert import PushTExpert
-from uva_plan.io import atomic_write_json, git_revision
+from uva_plan.io import git_revision
 from uva_plan.metrics import wilson_interval
+from uva_plan.report import write_json
 
 ENV_IDS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
 # Play-data experts for forward-dynamics training data: a demonstrator with its ``explore``
@@ -37,11 +38,11 @@ def make_expert(name: str, seed: int):
     if name == "pusht_explore":
         return PushTExpert(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush_explore":
-        from uva_plan.envs.blockpush import BlockPushOracle
+        from uva_plan.envs.blockpush_expert import BlockPushOracle
 
         return BlockPushOracle(seed=seed, explore=EXPLORERS[name][1])
     if name == "blockpush":
-        from uva_plan.envs.blockpush import BlockPushOracle
+        from uva_plan.envs.blockpush_expert import BlockPushOracle
 
         return BlockPushOracle(seed=seed)
     raise ValueError(f"unknown expert {name!r}; expected one of {sorted(ENV_IDS) + sorted(EXPLORERS)}")
@@ -104,8 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
             table.add_row(key, f"{value:.3f}")
     Console().print(table)
     out = Path(args.out or f"outputs/experts/{args.env}.json")
-    atomic_write_json(out, {"config": vars(args), "git_revision": revision, "summary": summary,
-                            "episodes": rows})
+    write_json(out, {"summary": summary, "episodes": rows}, config=vars(args), revision=revision)
     return summary
 
 

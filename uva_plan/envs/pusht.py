@@ -45,6 +45,27 @@ def origin_from_cog(cx: float, cy: float, angle: float) -> tuple[float, float]:
     return cx - (TEE_COG[0] * c - TEE_COG[1] * s), cy - (TEE_COG[0] * s + TEE_COG[1] * c)
 
 
+# -- named views of physical states (..., >= 14): the layout in the module docstring ---------------
+def agent_position(states: np.ndarray) -> np.ndarray:
+    """The pusher's position (..., 2) px."""
+    return np.asarray(states, dtype=np.float64)[..., 0:2]
+
+
+def block_cog(states: np.ndarray) -> np.ndarray:
+    """The T's centre of gravity (..., 2) px (the state holds the CoG, not the body origin)."""
+    return np.asarray(states, dtype=np.float64)[..., 4:6]
+
+
+def block_angle(states: np.ndarray) -> np.ndarray:
+    """The T's angle (...,) rad."""
+    return np.asarray(states, dtype=np.float64)[..., 6]
+
+
+def goal_pose(states: np.ndarray) -> np.ndarray:
+    """The goal pose (..., 3): the goal T's body origin x, y and its angle."""
+    return np.asarray(states, dtype=np.float64)[..., 10:13]
+
+
 def block_poses(states: np.ndarray) -> np.ndarray:
     """Diffusion Policy block poses (B, 3) (origin x, y, angle) from (B, >= 14) states."""
     states = np.asarray(states, dtype=np.float64)
@@ -64,10 +85,100 @@ def coverage(states: np.ndarray) -> np.ndarray:
     """Exact fraction of each state's goal T covered by its block T, (B, >= 14) -> (B,)."""
     states = np.atleast_2d(np.asarray(states, dtype=np.float64))
     poses = block_poses(states)
-    goals = states[:, 10:13]
+    goals = goal_pose(states)
     if np.all(goals == goals[:1]):
         return tee_coverage(poses, goals[0])
     return np.array([tee_coverage(poses[i:i + 1], goals[i])[0] for i in range(len(states))])
+
+
+# -- the task: its goal and its costs, for the objectives ----------------------------------------
+# An episode's goal is a dict of named fields; Push-T's is the goal pose, the env's fixed one
+# unless the episode says otherwise (``PushTRandomGoal``).
+GOAL_FIELDS = ("goal_pose",)
+DEFAULT_GOAL = {"goal_pose": GOAL_POSE}
+EXAMPLE_GOAL = DEFAULT_GOAL  # any valid goal (what shape a rendered goal has)
+
+
+def goal_of(state: np.ndarray) -> dict:
+    """The goal fields a physical state (>= 14,) holds."""
+    return {"goal_pose": goal_pose(state)}
+
+
+def check_goal(goal: dict) -> dict:
+    """``goal`` with its goal pose as a finite float64 (3,) array; ValueError otherwise."""
+    pose = np.asarray(goal["goal_pose"], dtype=np.float64)
+    if pose.shape != (3,) or not np.isfinite(pose).all():
+        raise ValueError(f"goal_pose must be finite with shape (3,) (x, y, angle), got {goal['goal_pose']!r}")
+    return {"goal_pose": pose}
+
+
+def solved_state(goal: dict, pusher: np.ndarray) -> np.ndarray:
+    """The physical state (14,) of the task solved: the T on ``goal["goal_pose"]``, at rest,
+    the pusher at ``pusher`` (2,)."""
+    pose = goal["goal_pose"]
+    state = np.zeros(STATE_DIM)
+    state[0:2] = pusher
+    state[4:6] = cog_from_origin(*pose)  # the physical state holds the CoG
+    state[6] = pose[2]
+    state[10:13] = pose
+    return state
+
+
+def compose_states(objects: dict, goal: dict) -> np.ndarray:
+    """Physical states (..., 14) at rest from object positions: ``objects["agent"]`` and
+    ``objects["tee"]`` (..., 2) px (the T's CoG), ``objects["tee_angle"]`` (...,) rad."""
+    agent = np.asarray(objects["agent"])
+    states = np.zeros((*agent.shape[:-1], STATE_DIM))
+    states[..., 0:2], states[..., 4:6], states[..., 6] = agent, objects["tee"], objects["tee_angle"]
+    states[..., 10:13] = goal["goal_pose"]
+    return states
+
+
+def sim_cost(states: np.ndarray, coverage_weight: float, angle_weight: float, approach_weight: float,
+             behind_distance: float) -> np.ndarray:
+    """Cost (N,) of N candidates' exact state trajectories (N, H, >= 14): ``-coverage_weight`` x
+    the best coverage reached, plus the final pose error (CoG distance in px + ``angle_weight``
+    x angle error in rad), plus ``approach_weight`` x the pusher's final distance to the point
+    ``behind_distance`` px behind the T's CoG, seen from the goal."""
+    n, horizon, _ = states.shape
+    flat = states.reshape(n * horizon, -1)
+    best_coverage = coverage(flat).reshape(n, horizon).max(axis=1)
+    final = states[:, -1]
+    goal = goal_pose(final)
+    c, s = np.cos(goal[:, 2]), np.sin(goal[:, 2])
+    goal_cog = goal[:, :2] + np.stack([-s * TEE_COG[1], c * TEE_COG[1]], axis=1)
+    cog = block_cog(final)
+    position_error = np.linalg.norm(cog - goal_cog, axis=1)
+    angle_error = np.abs((block_angle(final) - goal[:, 2] + np.pi) % (2 * np.pi) - np.pi)
+    # Pull the pusher to the far side of the block from the goal (where a push moves it
+    # goalwards) rather than onto the block, fading out as the block reaches the goal.
+    away = cog - goal_cog
+    distance = np.linalg.norm(away, axis=1, keepdims=True)
+    behind = cog + behind_distance * away / np.maximum(distance, 1e-9)
+    fade = np.minimum(1.0, distance[:, 0] / behind_distance)
+    approach = fade * np.linalg.norm(agent_position(final) - behind, axis=1)
+    return (-coverage_weight * best_coverage + position_error
+            + angle_weight * angle_error + approach_weight * approach)
+
+
+def pose_cost(poses: np.ndarray, goal: dict, weights: dict) -> np.ndarray:
+    """Cost (B,) of T poses (B, 3) (CoG x, y, angle: a state head's reading; NaN rows stay NaN):
+    ``1 - coverage`` of the goal T plus ``weights["pose_weight"]`` x (CoG distance /
+    ``weights["position_scale"]`` px + angle error / pi), which still ranks poses that cover
+    nothing."""
+    goal = goal["goal_pose"]
+    c, s = np.cos(poses[:, 2]), np.sin(poses[:, 2])
+    origin = np.stack([poses[:, 0] - (TEE_COG[0] * c - TEE_COG[1] * s),
+                       poses[:, 1] - (TEE_COG[0] * s + TEE_COG[1] * c), poses[:, 2]], axis=1)
+    finite = np.isfinite(poses).all(axis=1)
+    covered = np.full(len(poses), math.nan)
+    if finite.any():
+        covered[finite] = tee_coverage(np.ascontiguousarray(origin[finite]), goal)
+    gc, gs = math.cos(goal[2]), math.sin(goal[2])
+    goal_cog = goal[:2] + np.array([TEE_COG[0] * gc - TEE_COG[1] * gs, TEE_COG[0] * gs + TEE_COG[1] * gc])
+    distance = np.linalg.norm(poses[:, :2] - goal_cog, axis=1)
+    angle_error = np.abs((poses[:, 2] - goal[2] + np.pi) % (2 * np.pi) - np.pi)
+    return 1.0 - covered + weights["pose_weight"] * (distance / weights["position_scale"] + angle_error / np.pi)
 
 
 class PushTEnv(PlanarPushEnv):
@@ -195,3 +306,6 @@ class PushTEnv(PlanarPushEnv):
         discs = np.concatenate([states[:, None, :2], np.full((n, 1, 1), cls.agent_radius)], axis=2)
         colors = np.array([GOAL_COLOR, GOAL_COLOR, TEE_COLOR, TEE_COLOR])
         return polygons, np.full(4, 4), colors, discs, np.array([AGENT_COLOR]), (255, 255, 255)
+
+
+ENV_CLASS = PushTEnv  # what renders this task's states
