@@ -71,8 +71,8 @@ class RankingConfig:
     video_head_steps: int = 4
     temperature: float = 0.01
     n_imaginations: int = 1
-    state_head: dict[str, str] = field(default_factory=dict)
-    pose_head: dict[str, str] = field(default_factory=dict)
+    state_head: dict[str, str] | None = field(default_factory=dict)  # None: none added
+    pose_head: dict[str, str] | None = field(default_factory=dict)
     objectives: list[str] | None = None
     budgets: list[int] | None = None
     threads: int | None = None
@@ -93,7 +93,8 @@ class RankingConfig:
         if self.threads is not None:
             check_int("threads", self.threads, 1)
         for option in ("state_head", "pose_head"):
-            heads = getattr(self, option)
+            heads = {} if getattr(self, option) is None else getattr(self, option)
+            setattr(self, option, heads)
             if not isinstance(heads, dict) or not all(name and path for name, path in heads.items()):
                 raise ValueError(f"{option} takes {{NAME: CHECKPOINT}}, e.g. {option}={{imagined:outputs/train/"
                                  f"{option}_{self.env}/final}}, got {option}={heads!r}")
