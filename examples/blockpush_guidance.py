@@ -8,7 +8,8 @@ DP-C + UVA 60%, DP-C + ground-truth simulator 75% (4 x 10 trials).
 
     python examples/blockpush_guidance.py trials_per_task=50             # every row
     python examples/blockpush_guidance.py rows=[dpc,dpc+sim,dpc+uva] trials_per_task=10
-    python examples/blockpush_guidance.py rows=[dpc,dpc+sim] trials_per_task=50 workers=2 threads=1 out_dir=outputs/guidance
+    python examples/blockpush_guidance.py rows=[dpc,dpc+sim] trials_per_task=50 workers=2 threads=1 \
+        out_dir=outputs/guidance
 
 Rows (``rows=[...]``; default all; budgets: ``planners.presets.BUDGETS``):
     dpc               DP-C alone (one sample per replanning step)

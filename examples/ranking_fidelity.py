@@ -23,7 +23,8 @@ cost on exact states: the most a perfect imagination could give with that object
 
     python examples/ranking_fidelity.py env=pusht n_states=40
     python examples/ranking_fidelity.py env=blockpush n_states=40 threads=1 out_dir=outputs/ranking
-    python examples/ranking_fidelity.py env=pusht state_head={imagined:outputs/train/state_head_imagined_pusht/final} objectives=[state_head,imagined]
+    python examples/ranking_fidelity.py env=pusht objectives=[state_head,imagined] \
+        state_head={imagined:outputs/train/state_head_imagined_pusht/final}
 
 Every option is a hydra override of configs/experiment/ranking_fidelity.yaml. Writes
 ranking_<env>.json / .md / .png into ``out_dir`` and prints a rich table. The logic:
