@@ -454,6 +454,7 @@ def test_guidance_names_an_unknown_row_and_writes_nothing_into_the_working_direc
 
     with pytest.raises(ValueError, match="unknown row 'nope'; rows are"):
         GuidanceConfig(rows=["dpc", "nope"])
+    assert GuidanceConfig(rows="dpc").rows == ("dpc",) and len(GuidanceConfig().rows) == 15  # None: every row
     with pytest.raises(ValueError, match=re.escape("unknown row 'dpc+uva:n9'")):
         build("dpc+uva:n9", 0, None)
     cmd = [sys.executable, str(ROOT / "examples" / "blockpush_guidance.py"), "rows=[dpc,nope]",

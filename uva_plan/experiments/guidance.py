@@ -66,8 +66,11 @@ STATE_HEAD_ROWS = ("dpc+uva", "uva+uva", "cem", "mppi", "icem", "dpc+uva:n8", "d
 
 
 def check_rows(rows) -> tuple[str, ...]:
-    """``rows`` as a tuple of known row names (at least one); else a ValueError naming the bad one."""
-    if isinstance(rows, str) or not rows:
+    """``rows`` (a row name, or a list of them) as a tuple of known row names (at least one);
+    else a ValueError naming the bad one."""
+    if isinstance(rows, str):
+        rows = [rows]
+    if not rows:
         raise ValueError(f"rows must be a non-empty list of row names from {ROWS}, got rows={rows!r}")
     for row in rows:
         if row not in ROW_TABLE:
