@@ -4,6 +4,7 @@ frames, imagined GIFs, the experiment reports and the guidance / ablation entry 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -180,19 +181,29 @@ def test_write_report_writes_json_markdown_and_plot(tmp_path):
     assert markdown_table(rows, ["row"]).count("\n") == 4
 
 
-def _run_example(name: str, argv: list[str]):
+EXPERIMENT_CONFIGS = {"blockpush_guidance": "guidance", "ranking_fidelity": "ranking_fidelity"}
+
+
+def _run_example(name: str, overrides: list[str]):
+    """examples/<name>.py's hydra main, in this process, on its config with these overrides."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
     sys.path.insert(0, str(ROOT / "examples"))
     try:
         module = __import__(name)
-        return module.main(argv)
     finally:
         sys.path.remove(str(ROOT / "examples"))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs" / "experiment"), version_base="1.3"):
+        cfg = compose(config_name=EXPERIMENT_CONFIGS[name], overrides=overrides)
+    GlobalHydra.instance().clear()
+    return module.main(cfg)
 
 
 @pytest.mark.slow
 def test_guidance_rows_run_and_resume(tmp_path):
-    argv = ["--rows", "dpc", "dpc+uva:n8", "dpc+uva:c10", "--trials-per-task", "1", "--max-steps", "12",
-            "--out", str(tmp_path)]
+    argv = ["rows=[dpc,dpc+uva:n8,dpc+uva:c10]", "trials_per_task=1", "max_steps=12", f"out_dir={tmp_path}"]
     rows = _run_example("blockpush_guidance", argv)
     assert [r["row"] for r in rows] == ["dpc", "dpc+uva:n8", "dpc+uva:c10"]
     assert all(r["episodes"] == 4 and 0 <= r["task_success"] <= 1 for r in rows)
@@ -254,8 +265,8 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     collect(["--env", "uva_plan/PushT-v0", "--expert", "random", "--n-episodes", "20", "--out", str(store),
              "--seed", "0", "--max-steps", "40"])
     out = tmp_path / "ranking"
-    result = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "2",
-                                                "--n-candidates", "10", "--threads", "1", "--out", str(out)])
+    result = _run_example("ranking_fidelity", ["env=pusht", f"store={store}", "n_states=2", "n_candidates=10",
+                                                "threads=1", f"out_dir={out}"])
     rows = {r["objective"]: r for r in result["rows"]}
     assert set(rows) == {"state_head", "goal_image", "located", "located_act"}
     for row in rows.values():
@@ -274,19 +285,16 @@ def test_ranking_fidelity_scores_candidates_under_uva_and_the_simulator(tmp_path
     assert saved["git_revision"] and len(saved["per_state"]["state_head"]) == 2
     assert (out / "ranking_pusht.png").exists()
     # Two imaginations per candidate, one objective: the costs ranked are the two's mean.
-    again = _run_example("ranking_fidelity", ["--env", "pusht", "--store", str(store), "--n-states", "1",
-                                               "--n-candidates", "10", "--threads", "1", "--n-imaginations", "2",
-                                               "--objectives", "state_head", "--out", str(tmp_path / "k2")])
+    again = _run_example("ranking_fidelity", ["env=pusht", f"store={store}", "n_states=1", "n_candidates=10",
+                                               "threads=1", "n_imaginations=2", "objectives=[state_head]",
+                                               f"out_dir={tmp_path / 'k2'}"])
     (row,) = again["rows"]
     assert row["objective"] == "state_head" and -1 <= row["self_rho"] <= 1
 
 
 def test_oracle_fraction_is_one_for_the_simulator_zero_for_noise_negative_reversed():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from ranking_fidelity import oracle_fraction
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
+    from uva_plan.experiments.ranking import oracle_fraction
+
     rng = np.random.default_rng(0)
     states = [{"sim_cost": rng.random(100)} for _ in range(100)]
     same = [{**r, "uva_cost": r["sim_cost"] * 2 + 1} for r in states]  # any increasing map
@@ -342,14 +350,12 @@ def test_from_pretrained_state_head_choice():
 
 
 def test_guidance_does_not_reuse_a_row_that_read_another_state_head():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from blockpush_guidance import _same_run
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    from types import SimpleNamespace
+    from dataclasses import replace
 
-    args = SimpleNamespace(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None)
+    from uva_plan.experiments.guidance import GuidanceConfig
+    from uva_plan.experiments.guidance import same_run as _same_run
+
+    args = GuidanceConfig(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None)
 
     def previous(row, **config):
         return {"seed": 100000, "config": {"row": row, "n_episodes": 20, "max_steps": None, "uva": "shipped",
@@ -360,7 +366,7 @@ def test_guidance_does_not_reuse_a_row_that_read_another_state_head():
     assert not _same_run(previous("dpc+uva"), args)  # recorded before the key existed
     assert _same_run(previous("dpc"), args)  # DP-C alone reads no state head
     assert not _same_run(previous("dpc+uva", state_head="shipped:state_head_imagined"),
-                         SimpleNamespace(**{**vars(args), "state_head": "some/head"}))
+                         replace(args, state_head="some/head"))
 
 
 @pytest.mark.slow
@@ -421,23 +427,75 @@ def test_demo_ranks_the_configured_most_typical_proposals_with_best_of_n_only():
 
 
 def test_guidance_rows_share_one_dpc_sampler_and_do_not_reuse_another():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        from blockpush_guidance import _same_run, build
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    from types import SimpleNamespace
+    from dataclasses import replace
+
+    from uva_plan.experiments.guidance import GuidanceConfig, build
+    from uva_plan.experiments.guidance import same_run as _same_run
 
     proposers = {"dpc": build("dpc", 0, None, dpc_steps=3, dpc_spacing="trailing").proposer,
                  "dpc+sim": build("dpc+sim", 0, None, dpc_steps=3, dpc_spacing="trailing").proposer,
                  "dpc+uva": build("dpc+uva", 0, None, dpc_steps=3, dpc_spacing="trailing").model.proposer}
     for row, proposer in proposers.items():
         assert (proposer.n_sample_steps, proposer.timestep_spacing) == (3, "trailing"), row
-    args = SimpleNamespace(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None,
-                           dpc_steps=None, dpc_spacing=None)
+    args = GuidanceConfig(trials_per_task=5, seed=100000, max_steps=None, uva=None, state_head=None,
+                          dpc_steps=None, dpc_spacing=None)
     previous = {"seed": 100000, "config": {"row": "dpc", "n_episodes": 20, "max_steps": None, "uva": "shipped",
                                            "dpc_sampling": [10, "leading"]}}
     assert _same_run(previous, args)  # the shipped DP-C's own 10 leading steps
-    five = SimpleNamespace(**{**vars(args), "dpc_steps": 5, "dpc_spacing": "trailing"})
+    five = replace(args, dpc_steps=5, dpc_spacing="trailing")
     assert not _same_run(previous, five)
     assert _same_run({**previous, "config": {**previous["config"], "dpc_sampling": [5, "trailing"]}}, five)
+
+
+def test_guidance_names_an_unknown_row_and_writes_nothing_into_the_working_directory(tmp_path):
+    import subprocess
+
+    from uva_plan.experiments.guidance import GuidanceConfig, build
+
+    with pytest.raises(ValueError, match="unknown row 'nope'; rows are"):
+        GuidanceConfig(rows=["dpc", "nope"])
+    assert GuidanceConfig(rows="dpc").rows == ("dpc",) and len(GuidanceConfig().rows) == 15  # None: every row
+    with pytest.raises(ValueError, match=re.escape("unknown row 'dpc+uva:n9'")):
+        build("dpc+uva:n9", 0, None)
+    cmd = [sys.executable, str(ROOT / "examples" / "blockpush_guidance.py"), "rows=[dpc,nope]",
+           f"out_dir={tmp_path / 'out'}"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "unknown row 'nope'" in done.stderr + done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any((tmp_path / "out").iterdir())
+
+
+def test_guidance_rows_plan_at_their_named_budgets():
+    from planners import CEM, ICEM, MPPI
+    from uva_plan.experiments.guidance import ROWS, row_optimizer
+
+    expected = {
+        "cem": CEM(n_samples=32, n_proposals=64, n_elites=8, n_iterations=2, init_std=0.1, min_std=0.02, seed=3),
+        "mppi": MPPI(n_samples=96, n_proposals=64, n_elites=16, n_iterations=2, temperature=0.3, init_std=0.1,
+                     min_std=0.02, max_std=0.5, seed=3),
+        "icem": ICEM(n_samples=32, n_proposals=64, n_elites=8, n_iterations=2, init_std=0.1, min_std=0.02, seed=3),
+        "dpc+uva:c10": BestOfN(n_samples=100, n_central=10, seed=3),
+        "dpc+uva:n8": BestOfN(n_samples=8, seed=3), "dpc+uva:n32": BestOfN(n_samples=32, seed=3)}
+
+    def settings(optimizer):
+        return {k: v for k, v in vars(optimizer).items() if k != "generator"}
+
+    for row in ROWS[1:]:  # every row but DP-C alone plans with an optimiser
+        want = expected.get(row, BestOfN(n_samples=100, seed=3))
+        got = row_optimizer(row, 3)
+        assert type(got) is type(want) and settings(got) == settings(want), row
+    with pytest.raises(ValueError, match="row 'dpc' plans with no optimiser"):
+        row_optimizer("dpc", 3)
+
+
+def test_ranking_fidelity_defaults_read_the_guidance_budgets():
+    from uva_plan.experiments.ranking import RankingConfig
+
+    config = RankingConfig()
+    assert (config.n_candidates, config.budgets) == (100, [8, 32, 100])
+    assert RankingConfig(n_candidates=10).scored_budgets == [8]
+    with pytest.raises(ValueError, match="n_candidates must be an int >= 10"):
+        RankingConfig(n_candidates=5)
+    with pytest.raises(ValueError, match="pose_head: one pose head per run"):
+        RankingConfig(pose_head={"a": "x", "b": "y"})
+    with pytest.raises(ValueError, match="env must be one of"):
+        RankingConfig(env="cartpole")

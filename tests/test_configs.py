@@ -11,8 +11,9 @@ import uva_plan  # noqa: F401
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 EXAMPLES = CONFIGS / "examples"  # the examples' own primary configs (own directory: no group clashes)
+EXPERIMENTS = CONFIGS / "experiment"  # the experiments' primary configs (examples/blockpush_guidance.py, ...)
 GROUPS = {group.name: sorted(p.stem for p in group.glob("*.yaml"))
-          for group in CONFIGS.iterdir() if group.is_dir() and group != EXAMPLES}
+          for group in CONFIGS.iterdir() if group.is_dir() and group not in (EXAMPLES, EXPERIMENTS)}
 PRIMARY = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 
@@ -43,6 +44,23 @@ def test_example_configs_compose(name):
                       return_hydra_config=True)
     GlobalHydra.instance().clear()
     assert cfg.planner == "cem" and cfg.objective == "goal_image"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))
+def test_experiment_configs_compose_into_their_dataclasses(name):
+    from omegaconf import OmegaConf
+
+    from uva_plan.experiments.guidance import GuidanceConfig
+    from uva_plan.experiments.ranking import RankingConfig
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(EXPERIMENTS), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=["out_dir=unused"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.run.dir == "unused" and cfg.hydra.output_subdir is None and not cfg.hydra.job.chdir
+    options = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+    config = {"guidance": GuidanceConfig, "ranking_fidelity": RankingConfig}[name](**options)
+    assert config.out_dir == "unused"
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
