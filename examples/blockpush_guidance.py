@@ -47,8 +47,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import CEM, ICEM, MPPI, BestOfN, Planner  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import DPCProposer, SimulatorDynamics, StaticWorldModel, UVAWorldModel  # noqa: E402
-from uva_plan.evaluate_dpc import DPCPolicy  # noqa: E402
+from uva_plan.controllers import DPCPolicy  # noqa: E402
+from uva_plan.dynamics import SimulatorDynamics, StaticWorldModel, UVAWorldModel  # noqa: E402
+from uva_plan.proposers import DPCProposer  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.objectives import BlockPushSimObjective, LocatedReward  # noqa: E402
 from uva_plan.report import console, write_report  # noqa: E402

@@ -41,8 +41,9 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import Rollout  # noqa: E402
+from planners.protocols import normalize_actions  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, load_pose_head, normalize_actions  # noqa: E402
+from uva_plan.dynamics import SimContext, SimulatorDynamics, UVAWorldModel, load_pose_head  # noqa: E402
 from uva_plan.checkpoint import load_model  # noqa: E402
 from uva_plan.data.sampler import train_val_split  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402

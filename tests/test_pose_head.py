@@ -14,7 +14,7 @@ from planners import BestOfN, Planner, Rollout
 from tests.test_models import one_thread, tiny_uva_config, wake_heads  # noqa: F401  (autouse: one torch thread)
 from tests.test_train import ENV_ID, compose_train, store, vae_run  # noqa: F401  (fixtures)
 from tests.test_uva_adapter import fake_obs, tiny_vae
-from uva_plan.adapters import SimulatorDynamics, UVAWorldModel, load_pose_head
+from uva_plan.dynamics import SimulatorDynamics, UVAWorldModel, load_pose_head
 from uva_plan.checkpoint import CheckpointError, load_model
 from uva_plan.data.store import MinMaxNormalizer
 from uva_plan.envs import pusht
