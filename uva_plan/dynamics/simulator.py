@@ -89,7 +89,7 @@ class SimulatorDynamics:
             raise ValueError(f"actions must be (N, H, 2), got {tuple(actions.shape)}")
         if request is not None and request.imagine != "video":
             raise ValueError(f"SimulatorDynamics simulates states: it cannot imagine {request.imagine!r} "
-                             f"(the objective's RolloutRequest); use a world model with a pose head")
+                             "(the objective's RolloutRequest); use a world model with a pose head")
         targets = unnormalize_actions(actions.detach().cpu().double().numpy(), self.action_low, self.action_high)
         n, horizon, _ = targets.shape
         states = np.empty((n, horizon, self.physical_dim))
@@ -102,4 +102,3 @@ class SimulatorDynamics:
                 states[i, h] = env._read_physical()
         return Rollout(actions=actions, states=torch.from_numpy(states), context=context,
                        extras={"terminated": torch.from_numpy(terminated)})
-

@@ -32,4 +32,3 @@ class StaticWorldModel:
         n_future = self.model.uva.config.n_future
         return Rollout(actions=actions, latents=last.expand(actions.shape[0], n_future, *last.shape[2:]).clone(),
                        context=context)
-

@@ -278,4 +278,3 @@ def load_pose_head(path, model: UVAWorldModel) -> torch.nn.Module:
         raise CheckpointError(f"the pose head {path} reads the joint latent of the UVA with weights sha256 "
                               f"{read[:12]}..., but this world model's UVA has {have[:12]}...")
     return head.eval()
-
