@@ -142,7 +142,6 @@ class UVAWorldModel:
         model.uva_weights_sha256 = meta["files"][MODEL_FILE]["sha256"]  # what a pose head must have read
         return model
 
-
     @classmethod
     def from_pretrained(cls, env: str, **kwargs) -> UVAWorldModel:
         """The shipped UVA of ``env`` ("pusht" or "blockpush") with its VAE, proposer and objective,
