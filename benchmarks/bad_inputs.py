@@ -31,21 +31,17 @@ from rich.table import Table
 
 import uva_plan.envs  # noqa: F401  (registers the envs)
 from planners import CEM, ICEM, MPPI, BestOfN, Planner, Rollout
-from uva_plan.adapters import (
-    GaussianProposer,
-    SimContext,
-    SimulatorDynamics,
-    UniformProposer,
-)
 from uva_plan.checkpoint import load_checkpoint, save_checkpoint
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
+from uva_plan.dynamics import SimContext, SimulatorDynamics
 from uva_plan.envs import BlockPushEnv, PushTEnv
 from uva_plan.models.diff_head import DiffusionHeadConfig
 from uva_plan.models.uva import UVA
 from uva_plan.models.vae import VAEConfig
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective
 from uva_plan.report import write_json
+from uva_plan.proposers import GaussianProposer, UniformProposer
 from uva_plan.runner import run_episodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -298,7 +294,8 @@ def shipped_cases(add) -> None:
     """The entry points that load and use the shipped weights (uva_plan/pretrained/)."""
     from planners import make_optimizer
     from uva_plan import hub
-    from uva_plan.adapters import DPCProposer, UVAWorldModel
+    from uva_plan.dynamics import UVAWorldModel
+    from uva_plan.proposers import DPCProposer
     from uva_plan.checkpoint import load_model
     from uva_plan.data.imagined import imagine_windows
     from uva_plan.models.dpc import DPCConfig

@@ -34,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planners import MPPI, Planner, make_optimizer  # noqa: E402
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import DPCProposer, PrivilegedState, SimulatorDynamics, UVAWorldModel  # noqa: E402
+from uva_plan.dynamics import PrivilegedState, SimulatorDynamics, UVAWorldModel  # noqa: E402
+from uva_plan.proposers import DPCProposer  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.metrics import median_ms  # noqa: E402
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective  # noqa: E402

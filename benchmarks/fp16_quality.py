@@ -21,11 +21,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uva_plan.adapters import UVAWorldModel  # noqa: E402
+from uva_plan.dynamics import UVAWorldModel  # noqa: E402
 from uva_plan.checkpoint import read_meta, resolve_checkpoint  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
 from uva_plan.evaluate import held_out_windows  # noqa: E402
-from uva_plan.hub import load_world_model  # noqa: E402
+from uva_plan.pretrained import load_world_model  # noqa: E402
 from uva_plan.io import git_revision  # noqa: E402
 from uva_plan.models.vae import psnr  # noqa: E402
 from uva_plan.report import write_json  # noqa: E402

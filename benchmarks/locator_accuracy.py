@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uva_plan import hub  # noqa: E402
-from uva_plan.adapters import UVAWorldModel  # noqa: E402
+from uva_plan.dynamics import UVAWorldModel  # noqa: E402
 from uva_plan.data.sampler import train_val_split  # noqa: E402
 from uva_plan.data.store import EpisodeStore  # noqa: E402
 from uva_plan.envs.blockpush import BlockPushEnv, observed_state  # noqa: E402

@@ -26,7 +26,7 @@ from rich.table import Table
 
 import uva_plan.envs  # noqa: F401  (registers the envs)
 from planners import CEM, BestOfN, Planner
-from uva_plan.adapters import PrivilegedState, SimulatorDynamics
+from uva_plan.dynamics import PrivilegedState, SimulatorDynamics
 from uva_plan.io import git_revision
 from uva_plan.objectives import PushTSimObjective
 from uva_plan.report import write_json

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int
+from planners.checks import check_float, check_int, check_n_central
+from planners.optimizer import Optimizer
+from planners.protocols import CostFn, PlanResult
 
 
 class BestOfN(Optimizer):
@@ -54,14 +56,6 @@ class BestOfN(Optimizer):
         costs = self._evaluate(cost, candidates)
         trace.record(candidates, costs)
         return trace.result(self, costs=costs)
-
-
-def check_n_central(n_central: int | None, n_samples: int) -> None:
-    """n_central is None or an int in [1, n_samples]; else a ValueError naming both."""
-    if n_central is not None:
-        check_int("n_central", n_central, 1)
-        if n_central > n_samples:
-            raise ValueError(f"n_central must be <= {n_samples} (the proposals ranked), got {n_central=}")
 
 
 def central(candidates: Tensor, k: int) -> Tensor:

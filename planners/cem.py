@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population
+from planners.checks import check_float, check_int, check_population
+from planners.optimizer import Optimizer
+from planners.protocols import CostFn, PlanResult
 
 
 class CEM(Optimizer):

@@ -8,7 +8,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population, shift_plan
+from planners.checks import check_float, check_int, check_population
+from planners.optimizer import Optimizer, shift_plan
+from planners.protocols import CostFn, PlanResult
 
 
 def colored_noise(n: int, horizon: int, action_dim: int, beta: float,

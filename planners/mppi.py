@@ -7,7 +7,9 @@ import math
 import torch
 from torch import Tensor
 
-from planners.base import CostFn, Optimizer, PlanResult, check_float, check_int, check_population
+from planners.checks import check_float, check_int, check_population
+from planners.optimizer import Optimizer
+from planners.protocols import CostFn, PlanResult
 
 
 class MPPI(Optimizer):

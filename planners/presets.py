@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from planners.base import Optimizer, check_int
 from planners.best_of_n import BestOfN
 from planners.cem import CEM
+from planners.checks import check_int
 from planners.icem import ICEM
 from planners.mppi import MPPI
+from planners.optimizer import Optimizer
 
 PLANNERS = ("best_of_n", "cem", "mppi", "icem")
 _CLASSES = {"best_of_n": BestOfN, "cem": CEM, "mppi": MPPI, "icem": ICEM}

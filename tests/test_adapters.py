@@ -4,10 +4,11 @@ import torch
 
 import uva_plan  # noqa: F401
 from planners import CEM, Planner, Rollout
-from uva_plan.adapters import (GaussianProposer, PrivilegedState, SimContext, SimulatorDynamics,
-                               UniformProposer, normalize_actions)
+from planners.protocols import normalize_actions
+from uva_plan.dynamics import PrivilegedState, SimContext, SimulatorDynamics
 from uva_plan.envs.pusht import GOAL_POSE, PushTEnv
 from uva_plan.objectives import BlockPushSimObjective, PushTSimObjective
+from uva_plan.proposers import GaussianProposer, UniformProposer
 
 
 def test_simulator_rollout_matches_real_env_exactly():

@@ -15,7 +15,7 @@ import torch
 
 import uva_plan
 from planners import BestOfN, Planner, make_optimizer
-from uva_plan.adapters import SimulatorDynamics, UVAWorldModel
+from uva_plan.dynamics import PrivilegedState, SimulatorDynamics, UVAWorldModel
 from uva_plan.envs import blockpush as bp
 from uva_plan.envs import pusht
 from uva_plan.objectives import EnvGoalImage, StateReward, goal_state
@@ -152,7 +152,7 @@ def test_gif_shows_imagined_frames_beside_real_ones(pusht_model):
 
 def test_simulator_context_keeps_frames_for_dpc():
     sim = SimulatorDynamics("uva_plan/PushT-v0", n_history=2)
-    env = uva_plan.adapters.PrivilegedState(gym.make("uva_plan/PushT-v0"))
+    env = PrivilegedState(gym.make("uva_plan/PushT-v0"))
     obs, _ = env.reset(seed=0)
     context = sim.context([obs, obs])
     assert context.frames.shape == (2, 64, 64, 3) and context.agent_pos_history.shape == (2, 2)

@@ -11,10 +11,10 @@ import torch
 
 from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.test_train import ENV_ID, compose_train, store, vae_run  # noqa: F401  (fixtures)
-from uva_plan.adapters import DPCProposer
 from uva_plan.checkpoint import load_model, save_checkpoint
 from uva_plan.data.store import MinMaxNormalizer
 from uva_plan.models.dpc import DPC, ConditionalUnet1D, DPCConfig
+from uva_plan.proposers import DPCProposer
 from uva_plan.train import train
 
 B, H, A = 3, 16, 2

@@ -9,7 +9,8 @@ import torch
 from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
 from tests.test_train import compose_train, store, vae_run  # noqa: F401  (fixtures)
 from uva_plan.checkpoint import MODEL_FILE, load_model, read_meta, save_checkpoint
-from uva_plan.hub import export, load_world_model, pretrained_checkpoint, total_bytes
+from uva_plan.hub import export, pretrained_checkpoint, total_bytes
+from uva_plan.pretrained import load_world_model
 from uva_plan.train import train
 
 

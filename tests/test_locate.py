@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from planners import Rollout
 from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
-from uva_plan.adapters import SimContext, SimulatorDynamics
+from uva_plan.dynamics import SimContext, SimulatorDynamics
 from uva_plan.envs import blockpush as bp
 from uva_plan.envs import pusht
 from uva_plan.locate import ColourLocator
@@ -135,7 +135,7 @@ def test_located_reward_on_blockpush_needs_a_task():
 
 def test_located_reward_reads_the_shipped_vae_reconstructions():
     """Through the shipped VAE (encode, decode) the blocks are still found within ~1 frame pixel."""
-    from uva_plan.hub import load_world_model
+    from uva_plan.pretrained import load_world_model
 
     world = load_world_model("blockpush")
     states = random_states(bp.BlockPushEnv, 12, seed=1)
@@ -169,8 +169,8 @@ def test_located_reward_can_take_the_pusher_from_the_actions():
 
 
 def test_static_world_model_imagines_the_last_real_frame():
-    from uva_plan.adapters import StaticWorldModel
-    from uva_plan.hub import load_world_model
+    from uva_plan.dynamics import StaticWorldModel
+    from uva_plan.pretrained import load_world_model
 
     model = load_world_model("blockpush")
     static = StaticWorldModel(model)

@@ -16,15 +16,17 @@ from planners import (
     MPPI,
     BestOfN,
     Dynamics,
+    History,
     Objective,
     Optimizer,
     Planner,
     PlanResult,
     Proposer,
     Rollout,
+    RolloutRequest,
 )
-from planners.base import shift_plan
 from planners.icem import colored_noise
+from planners.optimizer import shift_plan
 
 HORIZON, ACTION_DIM = 8, 2
 _steps = torch.arange(HORIZON, dtype=torch.float32)
@@ -567,20 +569,49 @@ def test_proposals_scored_once_per_search_same_plan(name):
 
 def test_planner_tells_the_model_which_frames_the_objective_reads():
     class FramesModel(PointMass):
-        def rollout(self, context, actions, frames=None):
-            self.frames_seen = frames
+        def rollout(self, context, actions, request=None):
+            self.request_seen = request
             return super().rollout(context, actions)
 
     class LastFrame(GoalDistance):
-        frames = (-1,)
+        request = RolloutRequest(frames=(-1,))
 
     model, obs = FramesModel(), {"agent_pos": np.array([100.0, 100.0])}
     optimizer = CEM(n_samples=16, n_elites=4, n_iterations=1)
     Planner(model, optimizer, objective=LastFrame(GOAL), horizon=8).plan(obs)
-    assert model.frames_seen == (-1,)
-    model.frames_seen = "not called"
+    assert model.request_seen == RolloutRequest(frames=(-1,), imagine="video")
+    model.request_seen = "not called"
     Planner(model, optimizer, objective=GoalDistance(GOAL), horizon=8).plan(obs)
-    assert model.frames_seen is None  # objective without frames: the model's default
+    assert model.request_seen is None  # objective without a request: the model's default
+
+
+def test_rollout_request_validates_and_planner_refuses_a_non_request():
+    assert RolloutRequest(frames=[0, np.int64(-1)]).frames == (0, -1)
+    with pytest.raises(ValueError, match="imagine must be 'video', 'poses' or 'both', got 'frames'"):
+        RolloutRequest(imagine="frames")
+    for bad in ((), (1.5,), (True,), 3):
+        with pytest.raises(ValueError, match="frames must be None or a non-empty sequence"):
+            RolloutRequest(frames=bad)
+
+    class Loose(GoalDistance):
+        request = {"frames": (-1,)}
+
+    with pytest.raises(ValueError, match="request must be a RolloutRequest or None"):
+        Planner(PointMass(), objective=Loose(GOAL), horizon=8)
+
+
+def test_history_pads_with_the_first_observation():
+    history = History(3)
+    assert len(history) == 0 and not history
+    first, second = {"t": 0}, {"t": 1}
+    history.append(first)
+    assert list(history) == [first] * 3
+    history.append(second)
+    assert list(history) == [first, first, second] and history[-1] is second
+    history.clear()
+    assert len(history) == 0
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        History(0)
 
 
 def test_mppi_with_only_proposals_scores_them_once():

@@ -1,11 +1,12 @@
 """The pose head on UVA's joint latent: the network, UVA's embedded pose head, imagining poses
-through ``UVAWorldModel``, ``PoseReward``, the planner's ``imagine`` hand-off, and training
+through ``UVAWorldModel``, ``PoseReward``, the planner's ``RolloutRequest`` hand-off, and training
 (frozen trunk ``train=pose_head`` and the joint ``uva`` + ``model.pose_head``) end to end."""
 
 from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -14,9 +15,9 @@ from planners import BestOfN, Planner, Rollout
 from tests.test_models import one_thread, tiny_uva_config, wake_heads  # noqa: F401  (autouse: one torch thread)
 from tests.test_train import ENV_ID, compose_train, store, vae_run  # noqa: F401  (fixtures)
 from tests.test_uva_adapter import fake_obs, tiny_vae
-from uva_plan.adapters import SimulatorDynamics, UVAWorldModel, load_pose_head
 from uva_plan.checkpoint import CheckpointError, load_model
 from uva_plan.data.store import MinMaxNormalizer
+from uva_plan.dynamics import PrivilegedState, SimulatorDynamics, UVAWorldModel, load_pose_head
 from uva_plan.envs import pusht
 from uva_plan.models import UVA
 from uva_plan.models.pose_head import PoseHead, PoseHeadConfig
@@ -139,18 +140,20 @@ def test_planner_asks_the_model_for_poses():
     calls = []
     rollout = world.rollout
 
-    def spy(context, actions, frames=None, imagine="video"):
-        calls.append(imagine)
-        return rollout(context, actions, frames=frames, imagine=imagine)
+    def spy(context, actions, request=None):
+        calls.append(request.imagine)
+        return rollout(context, actions, request=request)
 
     world.rollout = spy
     planner = Planner(world, BestOfN(n_samples=6, seed=0), proposer=world, objective=PoseReward(world.pose_head,
                       "uva_plan/PushT-v0"), horizon=world.horizon, n_action_steps=2)
     actions = planner.plan(fake_obs(0))
     assert actions.shape == (2, 2) and calls and set(calls) == {"poses"}
-    with pytest.raises(ValueError, match="does not take imagine="):
-        Planner(SimulatorDynamics("uva_plan/PushT-v0"), BestOfN(n_samples=4),
-                objective=PoseReward(world.pose_head, "uva_plan/PushT-v0"))
+    sim = Planner(SimulatorDynamics("uva_plan/PushT-v0"), BestOfN(n_samples=4),
+                  objective=PoseReward(world.pose_head, "uva_plan/PushT-v0"))
+    env = PrivilegedState(gym.make("uva_plan/PushT-v0"))
+    with pytest.raises(ValueError, match="SimulatorDynamics simulates states: it cannot imagine 'poses'"):
+        sim.plan(env.reset(seed=0)[0])
 
 
 def test_pose_heads_train_end_to_end(vae_run, store, tmp_path):  # noqa: F811

@@ -9,11 +9,12 @@ import torch
 
 import uva_plan  # noqa: F401  (registers the envs)
 from tests.test_models import one_thread  # noqa: F401  (autouse: one torch thread)
-from uva_plan.adapters import DPCProposer
 from uva_plan.checkpoint import load_model, read_meta
-from uva_plan.hub import ENVS, load_world_model, pretrained_checkpoint, total_bytes
+from uva_plan.hub import ENVS, pretrained_checkpoint, total_bytes
 from uva_plan.models.state_head import pose_targets
 from uva_plan.models.vae import psnr
+from uva_plan.pretrained import load_world_model
+from uva_plan.proposers import DPCProposer
 
 
 def test_shipped_weights_fit_the_budget():

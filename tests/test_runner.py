@@ -4,9 +4,10 @@ import pytest
 
 import uva_plan  # noqa: F401
 from planners import BestOfN, Planner
-from uva_plan.adapters import SimulatorDynamics, UniformProposer
+from uva_plan.dynamics import SimulatorDynamics
 from uva_plan.metrics import wilson_interval
 from uva_plan.objectives import PushTSimObjective
+from uva_plan.proposers import UniformProposer
 from uva_plan.runner import run_episodes, summarize
 
 

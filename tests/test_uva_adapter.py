@@ -10,10 +10,11 @@ import torch
 
 import uva_plan  # noqa: F401  (registers the envs)
 from planners import BestOfN, Planner
-from uva_plan.adapters import UVAPolicy, UVAWorldModel
 from uva_plan.checkpoint import CheckpointError, save_checkpoint
+from uva_plan.controllers import UVAPolicy
 from uva_plan.data.latents import vae_identity
 from uva_plan.data.store import MinMaxNormalizer
+from uva_plan.dynamics import UVAWorldModel
 from uva_plan.models import UVA, FrameVAE, VAEConfig
 from uva_plan.runner import run_episode
 

@@ -8,7 +8,7 @@
     obs, _ = env.reset(seed=0)
     actions = planner.plan(obs)  # (8, 2) pusher targets in px
 
-``UVA`` is the world model as the planners use it (``uva_plan.adapters.UVAWorldModel``: the
+``UVA`` is the world model as the planners use it (``uva_plan.dynamics.UVAWorldModel``: the
 network, its VAE, a proposer and an objective); the network itself is ``uva_plan.models.UVA``.
 """
 
@@ -21,7 +21,7 @@ __all__ = ["UVA", "Planner"]
 def __getattr__(name: str):
     # Lazy: importing uva_plan (to register the envs) must not import torch and diffusers.
     if name == "UVA":
-        from uva_plan.adapters import UVAWorldModel
+        from uva_plan.dynamics.uva import UVAWorldModel
 
         return UVAWorldModel
     if name == "Planner":

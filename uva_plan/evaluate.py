@@ -29,11 +29,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from uva_plan.adapters import UVAPolicy, UVAWorldModel
 from uva_plan.checkpoint import read_meta, resolve_checkpoint
+from uva_plan.controllers import UVAPolicy
 from uva_plan.data.latents import env_class, load_latents
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
+from uva_plan.dynamics import UVAWorldModel
 from uva_plan.io import git_revision
 from uva_plan.metrics import median_ms
 from uva_plan.models.vae import psnr

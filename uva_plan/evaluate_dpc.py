@@ -1,4 +1,4 @@
-"""Evaluate a trained DP-C (and optionally a state head): the figures of the DP-C issue.
+"""Evaluate a trained DP-C (and optionally a state head) as a controller and as a proposer.
 
     python -m uva_plan.evaluate_dpc --dpc outputs/train/dpc_blockpush/final --episodes 200 \\
         --out outputs/eval/dpc_blockpush.json
@@ -26,45 +26,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from uva_plan.adapters import DPCProposer, PrivilegedState
 from uva_plan.checkpoint import load_model, read_meta, resolve_checkpoint
+from uva_plan.controllers import DPCPolicy
+from uva_plan.dynamics import PrivilegedState
 from uva_plan.io import atomic_write_json, git_revision
 from uva_plan.metrics import median_ms
+from uva_plan.proposers import DPCProposer
 
 console = Console()
-
-
-class DPCPolicy:
-    """DP-C alone as the controller: the first ``n_action_steps`` of one sampled chunk per call.
-    Same interface as ``Planner`` (``reset``, ``observe``, ``plan``)."""
-
-    def __init__(self, proposer: DPCProposer, n_action_steps: int = 8):
-        horizon = proposer.config.horizon
-        if not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= horizon):
-            raise ValueError(f"n_action_steps must be an int in [1, {horizon}], got {n_action_steps=}")
-        self.proposer, self.n_action_steps = proposer, n_action_steps
-        self.n_history = proposer.config.n_obs_steps
-        # A state-mode DP-C reads physical states: the runner then adds obs["sim_state"].
-        self.needs_sim_state = proposer.config.obs_mode == "state"
-        self.reset()
-
-    def reset(self) -> None:
-        self.history: list[dict] = []
-        self.proposer.reset()
-
-    def observe(self, obs: dict) -> None:
-        self.history = ([obs] * self.n_history if not self.history else self.history[1:] + [obs])
-
-    def context(self) -> dict:
-        return {"frames": np.stack([o["image"] for o in self.history]),
-                "agent_pos_history": np.stack([o["agent_pos"] for o in self.history]),
-                "state_history": (np.stack([o["sim_state"][: self.proposer.config.state_dim] for o in self.history])
-                                  if "sim_state" in self.history[-1] else None)}  # physical states lead the full state
-
-    def plan(self, obs: dict) -> np.ndarray:
-        self.observe(obs)
-        chunk = self.proposer.sample(self.context(), 1)[0, : self.n_action_steps]
-        return self.proposer.normalizers["actions"].unnormalize(chunk.double().numpy())
 
 
 def load_proposer(path: str, vae: str | None = None, seed: int = 0, **kwargs) -> tuple[DPCProposer, dict]:

@@ -1,4 +1,5 @@
-"""Shipped weights: export trained checkpoints into ``uva_plan/pretrained/`` and load them.
+"""Shipped weights: where they live under ``uva_plan/pretrained/`` and how a trained checkpoint is
+exported there (loading them ready to plan with is ``uva_plan.pretrained``).
 
 Layout (each a checkpoint directory: model.safetensors + meta.json, see ``checkpoint``)::
 
@@ -91,15 +92,6 @@ def export(name: str, checkpoint: str | Path, dtype: str = "float16", root: Path
     out_meta = {k: v for k, v in meta.items() if k != "files"}
     out_meta["extra"] = extra
     return _write_checkpoint_dir(dest, {MODEL_FILE: safetensors_save(state)}, out_meta)
-
-
-def load_world_model(env: str, root: Path = PRETRAINED_DIR, **kwargs):
-    """The shipped UVA of ``env`` with the shipped VAE, as a ``UVAWorldModel``."""
-    from uva_plan.adapters import UVAWorldModel
-
-    if env not in ENVS:
-        raise ValueError(f"env must be one of {sorted(ENVS)}, got {env!r}")
-    return UVAWorldModel.load(pretrained_checkpoint(f"{env}/uva", root), pretrained_checkpoint("vae", root), **kwargs)
 
 
 def total_bytes(root: Path = PRETRAINED_DIR) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planners import Rollout
+from planners import Rollout, RolloutRequest
 from uva_plan.envs import blockpush as bp
 from uva_plan.envs import env_module, env_name
 from uva_plan.envs import pusht
@@ -184,6 +184,11 @@ class StateReward:
             raise ValueError(f"{name} must be finite with shape {shape}, got {value!r}")
         return array
 
+    @property
+    def request(self) -> RolloutRequest:
+        """What ``Planner`` asks the dynamics for: the scored frames' latents."""
+        return RolloutRequest(frames=self.frames)
+
     @torch.no_grad()
     def cost(self, rollout: Rollout) -> Tensor:
         latents = _rollout_latents(rollout, self.frames, "StateReward")
@@ -207,11 +212,14 @@ class PoseReward(StateReward):
     """``StateReward``'s task cost on the poses a ``PoseHead`` reads off UVA's joint latent.
 
     The rollout must carry ``extras["poses"]`` (N, T, P) in env units: ``UVAWorldModel.rollout(
-    ..., imagine="poses")``, which ``Planner`` asks for because of ``imagine`` below (no video
+    ..., imagine="poses")``, which ``Planner`` asks for because of ``request`` below (no video
     head runs). ``frames`` index the T axis; the goal, task and targets come as in StateReward.
     """
 
-    imagine = "poses"
+    @property
+    def request(self) -> RolloutRequest:
+        """The scored frames' poses instead of video."""
+        return RolloutRequest(frames=self.frames, imagine="poses")
 
     def __init__(self, pose_head, env_id: str, frames=(-1,), **kwargs):
         super().__init__(pose_head, env_id, frames=frames, **kwargs)
@@ -263,6 +271,11 @@ class GoalImage:
     def goal_for(self, rollout: Rollout) -> Tensor:
         """The goal latents (C, h, w) this rollout is scored against (subclasses vary it)."""
         return self.goal
+
+    @property
+    def request(self) -> RolloutRequest:
+        """What ``Planner`` asks the dynamics for: the scored frames' latents."""
+        return RolloutRequest(frames=self.frames)
 
     @torch.no_grad()
     def cost(self, rollout: Rollout) -> Tensor:
@@ -369,6 +382,11 @@ class LocatedReward:
             raise ValueError("pusher='actions' needs a world model with an action normalizer and a frame stride")
         self.sim_objective, self.pusher = sim_objective, pusher
         self._last_real: tuple = (None, None)  # (context id, located objects of its last frame)
+
+    @property
+    def request(self) -> RolloutRequest:
+        """What ``Planner`` asks the dynamics for: the scored frames' latents."""
+        return RolloutRequest(frames=self.frames)
 
     def located_states(self, rollout: Rollout) -> np.ndarray:
         """(N, F, P) physical states located in the scored frames (NaN-free)."""

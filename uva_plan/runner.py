@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from uva_plan.adapters import PrivilegedState, SimulatorDynamics
+from uva_plan.dynamics import PrivilegedState, SimulatorDynamics
 from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 from uva_plan.report import write_json

@@ -478,7 +478,7 @@ def build_pose_head(cfg: TrainConfig, dist: Dist) -> Task:
     """A frozen UVA's joint latent Z of windows of one store and its play stores (demos, play
     data, DP-C branches), each paired with the true poses of the window's 4 future frames.
     Validation: the main store's held-out episodes, every window."""
-    from uva_plan.adapters import UVAWorldModel
+    from uva_plan.dynamics import UVAWorldModel
     from uva_plan.data.joint import JointWindows, joint_latents
     from uva_plan.models.state_head import env_name, pose_targets
 

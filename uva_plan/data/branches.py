@@ -114,7 +114,8 @@ def collect_branches(env: str, n_episodes: int, out: str | Path, seed: int = 700
                      horizon: int = 16, prefix: int = 12, n_action_steps: int = 8, dpc: str | None = None,
                      vae: str | None = None, max_steps: int | None = None, threads: int | None = None) -> dict:
     """Collect ``n_episodes`` DP-C episodes (seeds ``seed + j``) and their branches into ``out``."""
-    from uva_plan.evaluate_dpc import DPCPolicy, load_proposer  # models import diffusers: only when used
+    from uva_plan.controllers import DPCPolicy
+    from uva_plan.evaluate_dpc import load_proposer  # models import diffusers: only when used
 
     if env not in hub.ENVS:
         raise ValueError(f"env must be one of {sorted(hub.ENVS)}, got {env!r}")

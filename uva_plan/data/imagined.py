@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from uva_plan.adapters import PLANNING_SAMPLING
+from uva_plan.pretrained import PLANNING_SAMPLING
 from uva_plan.checkpoint import MODEL_FILE, load_model, read_meta, resolve_checkpoint
 from uva_plan.data.latents import LatentWindows, load_latents
 from uva_plan.data.sampler import SequenceSampler

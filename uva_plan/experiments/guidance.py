@@ -24,11 +24,12 @@ from pathlib import Path
 import torch
 
 from planners import Planner
-from planners.base import check_int
+from planners.checks import check_int
 from planners.presets import make_budget
 from uva_plan import hub
-from uva_plan.adapters import DPCProposer, SimulatorDynamics, StaticWorldModel, UVAWorldModel
-from uva_plan.evaluate_dpc import DPCPolicy
+from uva_plan.dynamics import SimulatorDynamics, StaticWorldModel, UVAWorldModel
+from uva_plan.proposers import DPCProposer
+from uva_plan.controllers import DPCPolicy
 from uva_plan.io import git_revision
 from uva_plan.objectives import BlockPushSimObjective, LocatedReward
 from uva_plan.report import console, write_report

@@ -31,10 +31,11 @@ import torch
 from scipy.stats import spearmanr
 
 from planners import Rollout
-from planners.base import check_int
+from planners.checks import check_int
 from planners.presets import best_of_n_sizes
 from uva_plan import hub
-from uva_plan.adapters import SimContext, SimulatorDynamics, UVAWorldModel, load_pose_head, normalize_actions
+from planners.protocols import normalize_actions
+from uva_plan.dynamics import SimContext, SimulatorDynamics, UVAWorldModel, load_pose_head
 from uva_plan.checkpoint import load_model
 from uva_plan.data.sampler import train_val_split
 from uva_plan.data.store import EpisodeStore

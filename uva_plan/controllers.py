@@ -1,0 +1,69 @@
+"""Env-facing controllers without a search: UVA alone and DP-C alone.
+
+Each has ``Planner``'s interface (``reset``, ``observe``, ``plan``) and keeps its observations in
+the same ``History`` (the first observation of an episode padded over the steps before it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planners.planner import History
+from uva_plan.dynamics.uva import UVAWorldModel
+from uva_plan.proposers import DPCProposer
+
+
+class UVAPolicy:
+    """UVA alone as the controller: each ``plan`` returns the first ``n_action_steps`` of one
+    ``policy`` chunk (no candidates, no video). Same interface as ``Planner``."""
+
+    def __init__(self, model: UVAWorldModel, n_action_steps: int = 8):
+        if not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= model.horizon):
+            raise ValueError(f"n_action_steps must be an int in [1, {model.horizon}], got {n_action_steps=}")
+        self.model, self.n_action_steps = model, n_action_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.history = History(self.model.n_history)
+        self.model.reset()
+
+    def observe(self, obs: dict) -> None:
+        self.history.append(obs)
+
+    def plan(self, obs: dict) -> np.ndarray:
+        self.observe(obs)
+        chunk = self.model.policy(self.model.context(list(self.history)))[: self.n_action_steps]
+        return self.model.normalizer.unnormalize(chunk.double().numpy())
+
+
+class DPCPolicy:
+    """DP-C alone as the controller: the first ``n_action_steps`` of one sampled chunk per call.
+    Same interface as ``Planner`` (``reset``, ``observe``, ``plan``)."""
+
+    def __init__(self, proposer: DPCProposer, n_action_steps: int = 8):
+        horizon = proposer.config.horizon
+        if not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= horizon):
+            raise ValueError(f"n_action_steps must be an int in [1, {horizon}], got {n_action_steps=}")
+        self.proposer, self.n_action_steps = proposer, n_action_steps
+        self.n_history = proposer.config.n_obs_steps
+        # A state-mode DP-C reads physical states: the runner then adds obs["sim_state"].
+        self.needs_sim_state = proposer.config.obs_mode == "state"
+        self.reset()
+
+    def reset(self) -> None:
+        self.history = History(self.n_history)
+        self.proposer.reset()
+
+    def observe(self, obs: dict) -> None:
+        self.history.append(obs)
+
+    def context(self) -> dict:
+        return {"frames": np.stack([o["image"] for o in self.history]),
+                "agent_pos_history": np.stack([o["agent_pos"] for o in self.history]),
+                "state_history": (np.stack([o["sim_state"][: self.proposer.config.state_dim] for o in self.history])
+                                  if "sim_state" in self.history[-1] else None)}  # physical states lead the full state
+
+    def plan(self, obs: dict) -> np.ndarray:
+        self.observe(obs)
+        chunk = self.proposer.sample(self.context(), 1)[0, : self.n_action_steps]
+        return self.proposer.normalizers["actions"].unnormalize(chunk.double().numpy())
