@@ -15,9 +15,9 @@ import math
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from uva_plan.data.latents import LatentWindows
+from uva_plan.progress import progress_bar
 
 
 @torch.no_grad()
@@ -35,9 +35,7 @@ def joint_latents(uva: torch.nn.Module, windows: LatentWindows, indices: np.ndar
     poses = pose_fn(future_table[rows.reshape(-1)]).reshape(len(indices), c.n_future, -1).astype(np.float32)
     z = np.empty((len(indices), c.n_future * c.n_tokens, c.width), dtype=np.float16)
     n_batches = math.ceil(len(indices) / batch_size)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console or Console(), transient=False, disable=console is None) as progress:
+    with progress_bar(console=console or Console(), disable=console is None) as progress:
         task = progress.add_task(label, total=len(indices))
         for k in range(n_batches):
             chunk = slice(k * batch_size, (k + 1) * batch_size)
