@@ -28,6 +28,7 @@ from torch import nn
 
 from uva_plan import checkpoint as ckpt
 from uva_plan.checkpoint import (
+    KINDS,
     CheckpointError,
     check_config,
     latest_valid_checkpoint,
@@ -41,7 +42,7 @@ from uva_plan.data import EpisodeStore, SequenceSampler
 from uva_plan.data.latents import frame_rows
 from uva_plan.envs.pusht import STATE_DIM
 from uva_plan.io import TMP_PREFIX
-from uva_plan.train import BUILDERS, EMA, TrainConfig, batch_indices, train
+from uva_plan.train import EMA, TrainConfig, batch_indices, train
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -168,7 +169,7 @@ def save_tiny(path: Path, model: nn.Module, step: int, kind: str = "vae", env_id
 def test_every_train_option_composes_and_validates(option, tmp_path):
     cfg = TrainConfig.from_dict(OmegaConf.to_container(
         compose_train([f"train={option}", f"out_dir={tmp_path}"]), resolve=True))
-    assert cfg.kind in BUILDERS and cfg.steps > 0
+    assert cfg.kind in KINDS and cfg.steps > 0
     assert (cfg.weight_decay, cfg.betas) == (0.02, (0.9, 0.95))  # the UVA paper's AdamW
     assert 1e-5 <= cfg.lr <= 1e-3  # 1e-4 (the paper) to 5e-4 (short runs from scratch: see the configs)
 
@@ -313,7 +314,8 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     assert meta["torch_version"] == torch.__version__ and meta["git_revision"]
     state = read_trainer_state(path)
     assert_same_weights(state["raw_weights"], model.state_dict())
-    assert state["ema"] == {"decay": 0.5, "n_updates": 3} and state["step"] == 3
+    assert state["ema"] == {"decay": 0.5, "min_decay": 0.0, "optimization_step": 3, "update_after_step": 0,
+                            "use_ema_warmup": False, "inv_gamma": 1.0, "power": 2 / 3} and state["step"] == 3
     fresh = torch.optim.AdamW(tiny_model(1).parameters(), lr=0.1)
     fresh.load_state_dict(state["optimizer"])
     assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
@@ -494,7 +496,9 @@ def test_uva_fine_tunes_from_a_checkpoint_on_demos_plus_play_data(vae_run, store
     assert meta["extra"]["train_config"]["data"]["play_stores"] == [str(play)]
 
     # The play windows join training only: the training set grows by the play store's windows.
-    from uva_plan.train import build_uva, ConcatWindows, Dist  # noqa: I001
+    from uva_plan.data.windows import ConcatWindows
+    from uva_plan.train import Dist
+    from uva_plan.train.uva import build_uva
     cfg = TrainConfig.from_dict(OmegaConf.to_container(compose_train([*common, f"out_dir={tmp_path / 'z'}"]),
                                                      resolve=True))
     task = build_uva(cfg, Dist(rank=0, world=1))
