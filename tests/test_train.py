@@ -7,6 +7,8 @@ the real VAE data pipeline with ``model_class``; subprocesses import it from thi
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -182,6 +184,10 @@ def test_config_validation_names_the_bad_value(tmp_path):
         TrainConfig.from_dict({**base, "lerning_rate": 1.0})
     with pytest.raises(ValueError, match="kind"):
         TrainConfig.from_dict({**base, "kind": "gan"})
+    with pytest.raises(ValueError, match=r"unknown data config keys \['joint_uva'\] for kind='vae'"):
+        TrainConfig.from_dict({**base, "data": {**base["data"], "joint_uva": "outputs/uva"}})
+    with pytest.raises(ValueError, match="data.joint_window_stride must be an int >= 1"):
+        TrainConfig.from_dict({**base, "kind": "pose_head", "data": {"stores": ["s"], "joint_window_stride": 0}})
 
 
 def test_batch_indices_are_a_function_of_seed_and_step():
@@ -236,6 +242,35 @@ def test_time_budget_stops_cleanly_and_rerun_matches_uninterrupted(store, tmp_pa
         assert_same_weights(weights(tmp_path / "ref" / "ckpt" / "step_00000008", name),
                             weights(tmp_path / "cut" / "ckpt" / "step_00000008", name))
     assert [r["step"] for r in metric_rows(tmp_path / "cut")] == [5, 8]
+
+
+def test_resume_reads_the_n_updates_ema_format_and_data_keys_the_kind_does_not_read(store, tmp_path):
+    """A resumable checkpoint whose trainer.pt holds the EMA counters {decay, n_updates} (n
+    updates continue as EMAModel's optimisation step n + 1) and whose recorded data config has
+    keys the kind's data config lacks resumes, and ends with the uninterrupted run's weights."""
+    run_tiny(store, tmp_path / "ref", "steps=8")
+    cut = tmp_path / "cut"
+    run_tiny(store, cut, "steps=8", "max_minutes=1e-6")  # stops after one step
+    step = cut / "ckpt" / "step_00000001"
+    trainer = torch.load(step / "trainer.pt", weights_only=True)
+    assert trainer["ema"]["optimization_step"] == 1
+    trainer["ema"] = {"decay": trainer["ema"]["decay"], "n_updates": 0}
+    buffer = io.BytesIO()
+    torch.save(trainer, buffer)
+    (step / "trainer.pt").write_bytes(buffer.getvalue())
+    meta = json.loads((step / "meta.json").read_text())
+    meta["files"]["trainer.pt"] = {"bytes": len(buffer.getvalue()),
+                                   "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    meta["extra"]["train_config"]["data"].update(imagined_uva=None, imagined_window_stride=2, play_stores=[],
+                                                 joint_uva=None, joint_window_stride=2)
+    (step / "meta.json").write_text(json.dumps(meta))
+    run_tiny(store, cut, "steps=8")
+    for name in ("model.safetensors", "raw.safetensors"):
+        assert_same_weights(weights(tmp_path / "ref" / "ckpt" / "step_00000008", name),
+                            weights(cut / "ckpt" / "step_00000008", name))
+    ema = EMA(tiny_model(), decay=0.9)
+    with pytest.raises(CheckpointError, match=r"EMA state \['steps'\] is neither"):
+        ema.load(tiny_model().state_dict(), {"steps": 3})
 
 
 def _cli(args: list[str], **kwargs) -> subprocess.Popen:

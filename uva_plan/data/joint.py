@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +113,17 @@ def ensure_joint_latents(store_root: str | os.PathLike, uva: torch.nn.Module, uv
     path = Path(store_root) / "joint" / f"{uva_weights_sha256[:12]}-{key[:12]}.npz"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
-        info = json.loads(info_path.read_text())
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = {}
         if info.get("identity") == identity:
-            with np.load(path) as cached:
-                z, poses = cached["z"], cached["poses"]
-            if _sha256(z, poses) == info.get("sha256"):
+            try:
+                with np.load(path) as cached:
+                    z, poses = cached["z"], cached["poses"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                z = poses = None  # damaged: rebuilt below
+            if z is not None and _sha256(z, poses) == info.get("sha256"):
                 return z, poses
         (console or Console()).print(f"[yellow]{path} is stale or damaged: rebuilding it")
     z, poses = joint_latents(uva, windows, indices, windows.sampler.frame_table,
