@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import torch
-from diffusers.training_utils import EMAModel
 from torch import nn
 
 from uva_plan.checkpoint import CheckpointError
@@ -19,6 +18,8 @@ class EMA:
     Buffers (e.g. norm statistics) are copied, not averaged."""
 
     def __init__(self, model: nn.Module, decay: float):
+        from diffusers.training_utils import EMAModel  # diffusers is imported only by runs that use it
+
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.average = EMAModel(model.parameters(), decay=decay)
 

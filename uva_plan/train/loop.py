@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -186,6 +185,8 @@ def _initialise_from(model: nn.Module, cfg: TrainConfig) -> None:
 
 
 def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
+    from diffusers.optimization import get_cosine_schedule_with_warmup  # imported by runs only
+
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {dist.world} DDP ranks")
     out_dir = Path(cfg.out_dir)
