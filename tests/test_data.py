@@ -402,3 +402,44 @@ def test_paired_comparison_counts_discordant_seeds_and_tests_them_exactly():
         paired_comparison(base + base[:1], other)
     with pytest.raises(ValueError, match="'task_success'"):
         paired_comparison(base, other, key="task_success")
+
+
+def test_concat_windows_keep_the_order_of_the_indices():
+    from uva_plan.data.windows import ConcatWindows
+
+    class Part:
+        def __init__(self, values):
+            self.values = torch.tensor(values)
+
+        def __len__(self):
+            return len(self.values)
+
+        def batch(self, indices):
+            return {"x": self.values[torch.as_tensor(indices)]}
+
+    windows = ConcatWindows([Part([10, 11, 12]), Part([20, 21])])
+    assert len(windows) == 5
+    assert windows.batch([4, 0, 3, 2])["x"].tolist() == [21, 10, 20, 12]
+    with pytest.raises(IndexError, match=r"window indices must lie in \[0, 5\)"):
+        windows.batch([5])
+    with pytest.raises(ValueError, match="at least one part"):
+        ConcatWindows([])
+
+
+def test_rendered_frames_render_each_part_with_its_env():
+    from uva_plan.data.frames import RenderedFrames, episode_frames
+
+    data = {"states": np.zeros((6, 20)), "actions": np.zeros((6, 2)), "episode_ends": np.array([3, 6]),
+            "final_states": np.zeros((2, 20))}
+    assert episode_frames(data, [1]).shape == (4, 20) and episode_frames(data, []).shape == (0, 20)
+
+    class Env:
+        def __init__(self, value):
+            self.value = value
+
+        def render_states(self, states, size):
+            return np.full((len(states), size, size, 3), self.value, np.uint8)
+
+    frames = RenderedFrames([(np.zeros((2, 20)), Env(1)), (np.zeros((3, 20)), Env(2))], render_size=4)
+    batch = frames.batch([4, 0, 2])["frames"]
+    assert len(frames) == 5 and batch.shape == (3, 4, 4, 3) and batch[:, 0, 0, 0].tolist() == [2, 1, 2]

@@ -208,3 +208,49 @@ def test_from_pretrained_pose_objective_names_what_it_needs():
         UVAWorldModel.from_pretrained("pusht", objective="pose")
     with pytest.raises(ValueError, match="'state', 'goal_image', 'located' or 'pose'"):
         UVAWorldModel.from_pretrained("pusht", objective="poses")
+
+
+def test_joint_latents_are_cached_per_store_and_rebuilt_when_their_inputs_change(
+        vae_run, store, tmp_path, monkeypatch):  # noqa: F811
+    """build_pose_head's Z of the chosen windows: computed once, then read from <store>/joint;
+    other windows (a stride change) are computed again, a damaged cache is rebuilt."""
+    from omegaconf import OmegaConf
+
+    import uva_plan.data.joint as joint_module
+    from uva_plan.train import Dist, TrainConfig
+    from uva_plan.train.pose_head import build_pose_head
+
+    uva = tmp_path / "uva"
+    train(compose_train(["train=uva_tiny", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}",
+                         f"out_dir={uva}", "steps=1", "log_every=1", "val_every=1"]))
+    computed = []
+
+    def counting(*args, **kwargs):
+        computed.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    real = joint_module.joint_latents
+    monkeypatch.setattr(joint_module, "joint_latents", counting)
+
+    def build(*overrides: str):
+        cfg = OmegaConf.to_container(compose_train([
+            "train=pose_head", f"data.stores=[{store}]", f"vae_checkpoint={vae_run}", f"data.joint_uva={uva / 'final'}",
+            "model.width=32", "model.grid=2", "data.val_fraction=0.2", f"out_dir={tmp_path / 'x'}", *overrides]),
+            resolve=True)
+        return build_pose_head(TrainConfig.from_dict(cfg), Dist())
+
+    first = build()
+    assert len(computed) == 2  # the training windows and the held-out ones
+    files = sorted((store / "joint").glob("*.npz"))
+    assert len(files) >= 2 and all(f.with_suffix(".json").exists() for f in files)
+    again = build()
+    assert len(computed) == 2  # read from the cache: identical
+    for a, b in ((first.train, again.train), (first.val, again.val)):
+        np.testing.assert_array_equal(a.z, b.z)
+        np.testing.assert_array_equal(a.poses, b.poses)
+    build("data.joint_window_stride=3")  # other training windows: computed; the held-out ones are cached
+    assert len(computed) == 3 and computed[-1] < computed[0]
+    newest = max((store / "joint").glob("*.npz"), key=lambda f: f.stat().st_mtime_ns)
+    newest.write_bytes(newest.read_bytes()[:-64])  # damaged: rebuilt, not trusted
+    build("data.joint_window_stride=3")
+    assert len(computed) == 4

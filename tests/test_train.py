@@ -7,6 +7,8 @@ the real VAE data pipeline with ``model_class``; subprocesses import it from thi
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import signal
@@ -28,6 +30,7 @@ from torch import nn
 
 from uva_plan import checkpoint as ckpt
 from uva_plan.checkpoint import (
+    KINDS,
     CheckpointError,
     check_config,
     latest_valid_checkpoint,
@@ -41,7 +44,7 @@ from uva_plan.data import EpisodeStore, SequenceSampler
 from uva_plan.data.latents import frame_rows
 from uva_plan.envs.pusht import STATE_DIM
 from uva_plan.io import TMP_PREFIX
-from uva_plan.train import BUILDERS, EMA, TrainConfig, batch_indices, train
+from uva_plan.train import EMA, TrainConfig, batch_indices, train
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -168,7 +171,7 @@ def save_tiny(path: Path, model: nn.Module, step: int, kind: str = "vae", env_id
 def test_every_train_option_composes_and_validates(option, tmp_path):
     cfg = TrainConfig.from_dict(OmegaConf.to_container(
         compose_train([f"train={option}", f"out_dir={tmp_path}"]), resolve=True))
-    assert cfg.kind in BUILDERS and cfg.steps > 0
+    assert cfg.kind in KINDS and cfg.steps > 0
     assert (cfg.weight_decay, cfg.betas) == (0.02, (0.9, 0.95))  # the UVA paper's AdamW
     assert 1e-5 <= cfg.lr <= 1e-3  # 1e-4 (the paper) to 5e-4 (short runs from scratch: see the configs)
 
@@ -181,6 +184,10 @@ def test_config_validation_names_the_bad_value(tmp_path):
         TrainConfig.from_dict({**base, "lerning_rate": 1.0})
     with pytest.raises(ValueError, match="kind"):
         TrainConfig.from_dict({**base, "kind": "gan"})
+    with pytest.raises(ValueError, match=r"unknown data config keys \['joint_uva'\] for kind='vae'"):
+        TrainConfig.from_dict({**base, "data": {**base["data"], "joint_uva": "outputs/uva"}})
+    with pytest.raises(ValueError, match="data.joint_window_stride must be an int >= 1"):
+        TrainConfig.from_dict({**base, "kind": "pose_head", "data": {"stores": ["s"], "joint_window_stride": 0}})
 
 
 def test_batch_indices_are_a_function_of_seed_and_step():
@@ -235,6 +242,35 @@ def test_time_budget_stops_cleanly_and_rerun_matches_uninterrupted(store, tmp_pa
         assert_same_weights(weights(tmp_path / "ref" / "ckpt" / "step_00000008", name),
                             weights(tmp_path / "cut" / "ckpt" / "step_00000008", name))
     assert [r["step"] for r in metric_rows(tmp_path / "cut")] == [5, 8]
+
+
+def test_resume_reads_the_n_updates_ema_format_and_data_keys_the_kind_does_not_read(store, tmp_path):
+    """A resumable checkpoint whose trainer.pt holds the EMA counters {decay, n_updates} (n
+    updates continue as EMAModel's optimisation step n + 1) and whose recorded data config has
+    keys the kind's data config lacks resumes, and ends with the uninterrupted run's weights."""
+    run_tiny(store, tmp_path / "ref", "steps=8")
+    cut = tmp_path / "cut"
+    run_tiny(store, cut, "steps=8", "max_minutes=1e-6")  # stops after one step
+    step = cut / "ckpt" / "step_00000001"
+    trainer = torch.load(step / "trainer.pt", weights_only=True)
+    assert trainer["ema"]["optimization_step"] == 1
+    trainer["ema"] = {"decay": trainer["ema"]["decay"], "n_updates": 0}
+    buffer = io.BytesIO()
+    torch.save(trainer, buffer)
+    (step / "trainer.pt").write_bytes(buffer.getvalue())
+    meta = json.loads((step / "meta.json").read_text())
+    meta["files"]["trainer.pt"] = {"bytes": len(buffer.getvalue()),
+                                   "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    meta["extra"]["train_config"]["data"].update(imagined_uva=None, imagined_window_stride=2, play_stores=[],
+                                                 joint_uva=None, joint_window_stride=2)
+    (step / "meta.json").write_text(json.dumps(meta))
+    run_tiny(store, cut, "steps=8")
+    for name in ("model.safetensors", "raw.safetensors"):
+        assert_same_weights(weights(tmp_path / "ref" / "ckpt" / "step_00000008", name),
+                            weights(cut / "ckpt" / "step_00000008", name))
+    ema = EMA(tiny_model(), decay=0.9)
+    with pytest.raises(CheckpointError, match=r"EMA state \['steps'\] is neither"):
+        ema.load(tiny_model().state_dict(), {"steps": 3})
 
 
 def _cli(args: list[str], **kwargs) -> subprocess.Popen:
@@ -313,7 +349,8 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     assert meta["torch_version"] == torch.__version__ and meta["git_revision"]
     state = read_trainer_state(path)
     assert_same_weights(state["raw_weights"], model.state_dict())
-    assert state["ema"] == {"decay": 0.5, "n_updates": 3} and state["step"] == 3
+    assert state["ema"] == {"decay": 0.5, "min_decay": 0.0, "optimization_step": 3, "update_after_step": 0,
+                            "use_ema_warmup": False, "inv_gamma": 1.0, "power": 2 / 3} and state["step"] == 3
     fresh = torch.optim.AdamW(tiny_model(1).parameters(), lr=0.1)
     fresh.load_state_dict(state["optimizer"])
     assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
@@ -494,7 +531,9 @@ def test_uva_fine_tunes_from_a_checkpoint_on_demos_plus_play_data(vae_run, store
     assert meta["extra"]["train_config"]["data"]["play_stores"] == [str(play)]
 
     # The play windows join training only: the training set grows by the play store's windows.
-    from uva_plan.train import build_uva, ConcatWindows, Dist  # noqa: I001
+    from uva_plan.data.windows import ConcatWindows
+    from uva_plan.train import Dist
+    from uva_plan.train.uva import build_uva
     cfg = TrainConfig.from_dict(OmegaConf.to_container(compose_train([*common, f"out_dir={tmp_path / 'z'}"]),
                                                      resolve=True))
     task = build_uva(cfg, Dist(rank=0, world=1))

@@ -30,6 +30,7 @@ import re
 import secrets
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,30 @@ FORMAT_VERSION = 1
 MODEL_FILE, RAW_FILE, TRAINER_FILE, META_FILE = "model.safetensors", "raw.safetensors", "trainer.pt", "meta.json"
 LATEST_FILE = "latest.json"
 _STEP_DIR = re.compile(r"step_(\d+)")
-# The class that rebuilds each kind from meta["config"] (``cls.from_config(dict)``).
-MODEL_CLASSES = {
-    "vae": "uva_plan.models.vae:FrameVAE",
-    "uva": "uva_plan.models.uva:UVA",
-    "dpc": "uva_plan.models.dpc:DPC",
-    "state_head": "uva_plan.models.state_head:StateHead",
-    "pose_head": "uva_plan.models.pose_head:PoseHead",
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of model, named by "package.module:Name" strings so that reading a checkpoint
+    imports no training code: ``model_class`` rebuilds it from meta["config"]
+    (``cls.from_config(dict)``); ``data`` is its training data's config dataclass and ``build``
+    the function ``(TrainConfig, Dist) -> Task`` that makes its model and data
+    (``uva_plan.train``)."""
+
+    model_class: str
+    data: str
+    build: str
+
+
+# The one registry of model kinds: adding a model = one entry here and its builder module.
+KINDS: dict[str, Kind] = {
+    "vae": Kind("uva_plan.models.vae:FrameVAE", "uva_plan.train.vae:VAEData", "uva_plan.train.vae:build_vae"),
+    "uva": Kind("uva_plan.models.uva:UVA", "uva_plan.train.uva:UVAData", "uva_plan.train.uva:build_uva"),
+    "dpc": Kind("uva_plan.models.dpc:DPC", "uva_plan.train.dpc:DPCData", "uva_plan.train.dpc:build_dpc"),
+    "state_head": Kind("uva_plan.models.state_head:StateHead", "uva_plan.train.state_head:StateHeadData",
+                       "uva_plan.train.state_head:build_state_head"),
+    "pose_head": Kind("uva_plan.models.pose_head:PoseHead", "uva_plan.train.pose_head:PoseHeadData",
+                      "uva_plan.train.pose_head:build_pose_head"),
 }
 
 
@@ -351,7 +369,7 @@ def load_model(path: str | os.PathLike, expected_kind: str | None = None,
     """(model in eval mode, meta): built with ``cls.from_config(meta["config"])`` where cls is
     ``model_class`` or the class of the checkpoint's kind, then loaded strictly."""
     state, meta = load_checkpoint(path, expected_kind, expected_env_id, map_location)
-    cls = model_class or MODEL_CLASSES.get(meta["kind"])
+    cls = model_class or (KINDS[meta["kind"]].model_class if meta["kind"] in KINDS else None)
     if cls is None:
         raise CheckpointError(f"no model class known for kind {meta['kind']!r}; pass model_class")
     cls = import_object(cls) if isinstance(cls, str) else cls

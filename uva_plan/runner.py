@@ -18,13 +18,13 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from uva_plan.dynamics import PrivilegedState, SimulatorDynamics
 from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 from uva_plan.report import write_json
+from uva_plan.progress import progress_bar
 
 console = Console()
 _RATE_KEYS = ("success", "p1", "p2", "task_success", "entered_task0", "entered_task1", "entered_task2",
@@ -201,11 +201,9 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
         if resume:
             atomic_write_json(out_dir / PARTIAL, {"fingerprint": fingerprint, "episodes": list(episodes.values())})
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
     jobs = [(seed + i, {"task": tasks[i % len(tasks)]} if tasks else None,
              out_dir / f"episode_{seed + i}.gif" if out_dir is not None and i < n_gifs else None) for i in todo]
-    with Progress(*columns, console=console, transient=True) as progress:
+    with progress_bar("{task.fields[status]}", console=console, transient=True) as progress:
         bar = progress.add_task(title or env_id, total=n_episodes, completed=n_episodes - len(todo), status="")
 
         def advance(metrics: dict) -> None:

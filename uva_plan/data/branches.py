@@ -32,13 +32,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 import uva_plan  # noqa: F401  (registers the envs)
 from uva_plan import hub
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_json
+from uva_plan.progress import progress_bar
 
 console = Console()
 
@@ -146,9 +146,7 @@ def collect_branches(env: str, n_episodes: int, out: str | Path, seed: int = 700
         todo = [j for j in range(n_episodes) if not store.has_episode((j + 1) * block - 1)]
         if len(todo) < n_episodes:
             console.print(f"[bold]resuming[/] {out}: {n_episodes - len(todo)} of {n_episodes} DP-C episodes done")
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("DP-C success {task.fields[success]}"), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
+        with progress_bar("DP-C success {task.fields[success]}", console=console) as progress:
             bar = progress.add_task(f"DP-C branches on {env_id}", total=n_episodes,
                                     completed=n_episodes - len(todo), success="-")
             for k, j in enumerate(todo):

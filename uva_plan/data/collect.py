@@ -24,13 +24,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 from rich.table import Table
 
 import uva_plan  # noqa: F401  (registers the environments, also in spawned workers)
 from uva_plan.data.store import EpisodeStore, atomic_write_json
 from uva_plan.metrics import wilson_interval
+from uva_plan.progress import progress_bar
 
 EXPERTS = ("pusht", "pusht_explore", "blockpush", "blockpush_explore", "random")
 # Scalar info entries recorded as episode metrics when the env reports them (final step).
@@ -166,10 +165,7 @@ def collect(env_id: str, expert: str, n_episodes: int, out: str | Path, seed: in
         if done:
             console.print(f"[bold]resuming[/] {out}: {len(done)} of {n_episodes} episodes already "
                           f"on disk, skipping them; {len(todo)} to collect")
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("success {task.fields[success]}"), TimeElapsedColumn(),
-                   TextColumn("ETA"), TimeRemainingColumn())
-        with Progress(*columns, console=console) as progress:
+        with progress_bar("success {task.fields[success]}", console=console) as progress:
             bar = progress.add_task(f"{expert} on {env_id}", total=n_episodes, completed=len(done),
                                     success=_rate(n_success, len(done)))
             tasks = [(i, seed + i) for i in todo]

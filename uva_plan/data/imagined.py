@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import Progress
 
 from uva_plan.pretrained import PLANNING_SAMPLING
 from uva_plan.checkpoint import MODEL_FILE, load_model, read_meta, resolve_checkpoint
@@ -37,6 +36,7 @@ from uva_plan.data.latents import LatentWindows, load_latents
 from uva_plan.data.sampler import SequenceSampler
 from uva_plan.data.store import EpisodeStore
 from uva_plan.io import atomic_write_bytes, atomic_write_json
+from uva_plan.progress import progress_bar
 
 
 
@@ -77,7 +77,7 @@ def imagine_windows(store_root: str | os.PathLike, uva_checkpoint: str | os.Path
     anchors = np.arange(0, len(windows), window_stride)
     generator = torch.Generator().manual_seed(seed)
     out = {"latents": [], "rows": [], "episode": [], "frame": []}
-    with Progress(console=console or Console(), transient=True) as progress:
+    with progress_bar(console=console or Console(), transient=True) as progress:
         task = progress.add_task(f"imagining {len(anchors)} windows of {store_root}", total=len(anchors))
         for start in range(0, len(anchors), batch_size):
             idx = anchors[start: start + batch_size]

@@ -26,13 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from uva_plan.checkpoint import (
     MODEL_FILE,
@@ -44,6 +37,7 @@ from uva_plan.checkpoint import (
 from uva_plan.data.sampler import SequenceSampler, branch_anchor_steps
 from uva_plan.data.store import EpisodeStore, MinMaxNormalizer
 from uva_plan.io import atomic_write, atomic_write_json
+from uva_plan.progress import progress_bar
 
 CACHE_VERSION = 1
 LAYOUT = "SequenceSampler.frame_table: per episode in index order, its states then its final_state"
@@ -127,9 +121,8 @@ def cache_latents(store_root: str | os.PathLike, vae: str | os.PathLike, render_
     # Identical states (a branch store's shared prefixes) are rendered and encoded once.
     unique, inverse = np.unique(rows[needed], axis=0, return_inverse=True)
     encoded = None
-    columns = (TextColumn("encoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with torch.inference_mode(), Progress(*columns, console=console) as progress:
-        task = progress.add_task(str(store_root), total=len(unique))
+    with torch.inference_mode(), progress_bar(console=console) as progress:
+        task = progress.add_task(f"encoding {store_root}", total=len(unique))
         for start in range(0, len(unique), batch_size):
             frames = env_cls.render_states(unique[start:start + batch_size], render_size)  # (B, S, S, 3)
             z = model.encode(torch.from_numpy(frames)).float().cpu().numpy()               # (B, C, h, w)

@@ -16,13 +16,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from uva_plan.envs.pusht_expert import PushTExpert
 from uva_plan.io import git_revision
 from uva_plan.metrics import wilson_interval
 from uva_plan.report import write_json
+from uva_plan.progress import progress_bar
 
 ENV_IDS = {"pusht": "uva_plan/PushT-v0", "blockpush": "uva_plan/BlockPush-v0"}
 # Play-data experts for forward-dynamics training data: a demonstrator with its ``explore``
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     env = gym.make(ENV_IDS[args.env])
     options = {"task": args.task} if args.task is not None else None
     rows, start = [], time.perf_counter()
-    with Progress(console=Console(stderr=True)) as progress:
+    with progress_bar(console=Console(stderr=True)) as progress:
         bar = progress.add_task(f"{args.env} expert", total=args.n_episodes)
         for i in range(args.n_episodes):
             rows.append(run_episode(env, make_expert(args.env, args.seed + i), args.seed + i, options))
