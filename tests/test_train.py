@@ -36,6 +36,7 @@ from uva_plan.checkpoint import (
     latest_valid_checkpoint,
     load_checkpoint,
     load_model,
+    read_meta,
     read_trainer_state,
     save_checkpoint,
     save_training_checkpoint,
@@ -237,11 +238,15 @@ def test_time_budget_stops_cleanly_and_rerun_matches_uninterrupted(store, tmp_pa
     first = run_tiny(store, tmp_path / "cut", "steps=8", "max_minutes=1e-6")  # stops after one step
     assert first["stopped_early"] and latest_valid_checkpoint(tmp_path / "cut" / "ckpt").name == "step_00000001"
     assert not (tmp_path / "cut" / "final").exists()
+    cut = read_meta(tmp_path / "cut" / "ckpt" / "step_00000001")["extra"]["compute"]
     run_tiny(store, tmp_path / "cut", "steps=8")
     for name in ("model.safetensors", "raw.safetensors"):
         assert_same_weights(weights(tmp_path / "ref" / "ckpt" / "step_00000008", name),
                             weights(tmp_path / "cut" / "ckpt" / "step_00000008", name))
     assert [r["step"] for r in metric_rows(tmp_path / "cut")] == [5, 8]
+    # The cost is carried across the resume: the finished run's meta counts both invocations.
+    done = read_meta(tmp_path / "cut" / "final")["extra"]["compute"]
+    assert 0 < cut["cpu_hours"] < done["cpu_hours"] and 0 < cut["wall_hours"] < done["wall_hours"]
 
 
 def test_resume_reads_the_n_updates_ema_format_and_data_keys_the_kind_does_not_read(store, tmp_path):

@@ -189,6 +189,7 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
 
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {dist.world} DDP ranks")
+    clock = ComputeClock()
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "ckpt"
     resume_path = None
@@ -211,6 +212,7 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
     start = 0
     if resume_path is not None:
         start = restore(resume_path, train_config, model, ema, optimizer, scheduler)
+        clock.carry(read_meta(resume_path)["extra"].get("compute"))
     shipped = ema.model if ema is not None else model
 
     def save(step: int) -> Path:
@@ -218,7 +220,7 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
             ckpt_dir, model, step=step, keep=cfg.keep_checkpoints, kind=cfg.kind, config=_config_dict(shipped),
             normalizers=task.normalizers, env_id=task.env_id,
             extra={"train_config": train_config, "model_class": model_class(cfg),
-                   "world_size": dist.world, **task.extra},
+                   "world_size": dist.world, "compute": clock.totals(dist.world), **task.extra},
             optimizer=optimizer, scheduler=scheduler, ema=ema,
             trainer_state={"data": {"seed": cfg.seed, "step": step, "batch_size": cfg.batch_size}})
 
@@ -292,6 +294,28 @@ def _train(cfg: TrainConfig, dist: Dist, device: torch.device) -> dict:
         reporter.close()
     dist.barrier()
     return summarise(cfg, out_dir, last_path, dist, stopped_early, console=console)
+
+
+class ComputeClock:
+    """What a run has cost so far, carried across resumes into each checkpoint's meta.json:
+    ``cpu_hours`` (this process's CPU time, every thread, times the DDP world size: ranks run
+    the same work) and ``wall_hours``, from the start of each invocation (latent caches that
+    an invocation builds count too)."""
+
+    def __init__(self) -> None:
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+        self.before = {"cpu_hours": 0.0, "wall_hours": 0.0}
+
+    def carry(self, recorded: dict | None) -> None:
+        """Add what the run had cost before this invocation (a checkpoint's ``compute``)."""
+        if recorded:
+            self.before = {k: float(recorded.get(k, 0.0)) for k in self.before}
+
+    def totals(self, world: int) -> dict[str, float]:
+        cpu = (time.process_time() - self.cpu0) * world / 3600
+        wall = (time.perf_counter() - self.wall0) / 3600
+        return {"cpu_hours": round(self.before["cpu_hours"] + cpu, 7),
+                "wall_hours": round(self.before["wall_hours"] + wall, 7)}
 
 
 def restore(path: Path, train_config: dict, model: nn.Module, ema: EMA | None,
