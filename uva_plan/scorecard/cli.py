@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     revision = git_revision()
     torch.set_num_threads(args.threads)
     console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough for the tables' columns
+        console = Console(width=150)
     env, timings = args.env, {}
     uva = args.uva or env
     model = load_world_model(uva, args.vae, seed=args.seed, n_video_steps=args.n_video_steps,

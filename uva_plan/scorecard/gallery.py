@@ -15,13 +15,16 @@ LABEL_W, HEADER_H, GAP = 96, 22, 14
 
 
 def gallery_windows(windows: list[dict], n: int = 8) -> list[int]:
-    """Indices of n windows to show: half moving (the largest displacements), then contact
-    windows, then any; in the selection's order."""
+    """Indices of n windows to show, in the selection's order: half moving (the largest
+    displacements), then contact windows spread over the selection, static ones first, then any."""
     by_motion = sorted(range(len(windows)), key=lambda i: -windows[i].get("displacement_px", 0.0))
-    moving = [i for i in by_motion if "moving" in windows[i]["tags"]][: n // 2]
-    contact = [i for i in range(len(windows)) if "contact" in windows[i]["tags"] and i not in moving]
-    step = max(1, len(contact) // max(1, n - len(moving)))
-    chosen = moving + contact[::step][: n - len(moving)]
+    chosen = [i for i in by_motion if "moving" in windows[i]["tags"]][: n // 2]
+    for static in (True, False):
+        pool = [i for i in range(len(windows)) if "contact" in windows[i]["tags"] and i not in chosen
+                and ("static" in windows[i]["tags"]) == static]
+        wanted = n - len(chosen)
+        if wanted > 0 and pool:
+            chosen += [pool[k] for k in np.linspace(0, len(pool) - 1, min(wanted, len(pool))).round().astype(int)]
     chosen += [i for i in range(len(windows)) if i not in chosen][: n - len(chosen)]
     return sorted(chosen)
 

@@ -48,6 +48,11 @@ def encode_frames(model: UVAWorldModel, frames: np.ndarray, batch: int = 256) ->
     return einops.rearrange(latents, "(b t) c h w -> b t c h w", b=len(frames))
 
 
+def copy_last(frames: np.ndarray, n_history: int) -> np.ndarray:
+    """The last history frame of windows (B, T, S, S, 3), repeated for the T - n_history future frames."""
+    return np.repeat(frames[:, n_history - 1: n_history], frames.shape[1] - n_history, axis=1)
+
+
 def future_frames(model: UVAWorldModel, frames: np.ndarray, actions: np.ndarray, batch: int = 64,
                   sources: tuple[str, ...] = SOURCES) -> dict[str, np.ndarray]:
     """{source: uint8 future frames (B, n_future, S, S, 3)} for windows of real frames (B, T, S, S, 3)
@@ -66,7 +71,7 @@ def future_frames(model: UVAWorldModel, frames: np.ndarray, actions: np.ndarray,
                          f"(B, {model.horizon}, A), got {frames.shape} and {actions.shape}")
     out = {}
     if "copy-last" in sources:
-        out["copy-last"] = np.repeat(frames[:, n_hist - 1: n_hist], n_future, axis=1)
+        out["copy-last"] = copy_last(frames, n_hist)
     if "real" in sources:
         out["real"] = frames[:, n_hist:]
     if "vae ceiling" in sources:

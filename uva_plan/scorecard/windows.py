@@ -144,26 +144,30 @@ def candidate_windows(data: dict, env: str, stride: int = 4) -> list[dict]:
 
 
 def choose_windows(candidates: list[dict], n_windows: int, seed: int = 0) -> list[dict]:
-    """n_windows of the candidates, drawn with ``seed``: half moving, a quarter static with contact,
-    the rest static without (a short group is filled from the others); sorted by (episode, t)."""
+    """n_windows of the candidates, drawn with ``seed``: half moving, and of the static half, half
+    with contact and half without; a short group is filled from the static leftovers first, then
+    the moving ones. Sorted by (episode, t)."""
     if isinstance(n_windows, bool) or not isinstance(n_windows, int) or n_windows < 1:
         raise ValueError(f"n_windows must be an int >= 1, got {n_windows=!r}")
     if len(candidates) < n_windows:
         raise ValueError(f"the store offers {len(candidates)} candidate windows, fewer than {n_windows=}: "
                          "collect more held-out episodes")
     rng = np.random.default_rng(seed)
-    groups = [[c for c in candidates if "moving" in c["tags"]],
-              [c for c in candidates if "static" in c["tags"] and "contact" in c["tags"]],
-              [c for c in candidates if "static" in c["tags"] and "contact" not in c["tags"]]]
-    wanted = [n_windows // 2, (n_windows - n_windows // 2) // 2]
-    wanted.append(n_windows - sum(wanted))
-    order = [list(rng.permutation(len(g))) for g in groups]
-    chosen = []
-    for group, idx, n in zip(groups, order, wanted):
-        chosen += [group[i] for i in idx[:n]]
-        del idx[:n]
-    rest = [g[i] for g, idx in zip(groups, order) for i in idx]
-    chosen += [rest[i] for i in rng.permutation(len(rest))[:n_windows - len(chosen)]]
+    groups = {"moving": [c for c in candidates if "moving" in c["tags"]],
+              "static contact": [c for c in candidates if "static" in c["tags"] and "contact" in c["tags"]],
+              "static free": [c for c in candidates if "static" in c["tags"] and "contact" not in c["tags"]]}
+    left = {name: [group[i] for i in rng.permutation(len(group))] for name, group in groups.items()}
+
+    def take(name: str, n: int) -> list[dict]:
+        taken, left[name] = left[name][:n], left[name][n:]
+        return taken
+
+    chosen = take("moving", n_windows // 2)
+    n_static = n_windows - len(chosen)
+    chosen += take("static contact", n_static // 2)
+    chosen += take("static free", n_windows - len(chosen))
+    for name in ("static contact", "static free", "moving"):
+        chosen += take(name, n_windows - len(chosen))
     return sorted(chosen, key=lambda c: (c["episode"], c["t"]))
 
 
