@@ -203,3 +203,13 @@ def test_cli_end_to_end_on_a_tiny_store(store_copy, tmp_path):
     assert "### moving windows" in (out / "scorecard_blockpush.md").read_text()
     # A second run reuses the stored windows.
     assert json.loads((store_copy / SELECTION_FILE).read_text())["windows"] == saved["windows"]
+
+
+def test_truth_fraction_of_perfect_and_reversed_rankings():
+    from uva_plan.scorecard.ranking import truth_fraction
+
+    truth = np.random.default_rng(0).normal(size=(3, 20))
+    assert truth_fraction(truth, truth, 8) == pytest.approx(1.0)
+    assert truth_fraction(-truth, truth, 20) < 0  # picks the worst: below a random candidate
+    # Ranking by one cost that ignores the truth gains about nothing on average.
+    assert abs(truth_fraction(np.zeros_like(truth) + np.arange(20), truth, 8, n_subsets=2000)) < 0.15

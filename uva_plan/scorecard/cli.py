@@ -51,10 +51,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--video-head-steps", type=int, default=None, help="default: the planning settings")
     parser.add_argument("--temperature", type=float, default=None, help="default: the planning settings")
     parser.add_argument("--n-gallery", type=int, default=8, help="windows in the gallery")
+    parser.add_argument("--ranking-states", type=int, default=0,
+                        help="also rank a frozen DP-C candidate set at this many window states (0: skip)")
+    parser.add_argument("--n-candidates", type=int, default=100, help="candidates per ranking state")
     args = parser.parse_args(argv)
     for name in ("threads", "n_episodes", "batch", "n_gallery"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.ranking_states < 0 or args.n_candidates < 2:
+        parser.error(f"need --ranking-states >= 0 and --n-candidates >= 2, got {args.ranking_states}, "
+                     f"{args.n_candidates}")
     if args.n_windows is not None and args.n_windows < 1:
         parser.error(f"--n-windows must be >= 1, got {args.n_windows}")
     return args
@@ -158,6 +164,28 @@ def main(argv: list[str] | None = None) -> dict:
         markdown += [f"\n### {subset} windows ({int(subsets[subset].sum())})\n",
                      "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
                      *("| " + " | ".join(line) + " |" for line in cells)]
+    ranking = None
+    if args.ranking_states:
+        from uva_plan.scorecard.ranking import frozen_candidates, ranking_fidelity
+
+        mark = time.perf_counter()
+        frozen = frozen_candidates(store, selection, env, model, args.ranking_states, args.n_candidates, args.seed)
+        timings["candidates_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        ranking = ranking_fidelity(model, frozen, env, args.seed)
+        timings["ranking_s"] = time.perf_counter() - mark
+        keys = [k for k in ranking if k.startswith("truth_fraction_at_")]
+        line = [str(ranking["states"]), str(ranking["candidates"]), _fmt(ranking["rho"], 3),
+                _fmt(ranking["found_fraction"], 2), *(_fmt(ranking[k], 3) for k in keys)]
+        columns = ["states", "candidates", "rho", "found", *(k.replace("truth_fraction_at_", "truth fraction N=")
+                                                             for k in keys)]
+        table = Table(title=f"{env}: ranking fidelity of UVA + LocatedReward on frozen DP-C candidates")
+        for column in columns:
+            table.add_column(column, justify="right")
+        table.add_row(*line)
+        console.print(table)
+        markdown += ["\n### Ranking fidelity (LocatedReward on imagined frames vs the task cost on simulated states)\n",
+                     "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), "| " + " | ".join(line) + " |"]
     wall = time.perf_counter() - started
     config = {**vars(args), "uva_resolved": uva, "env_id": ENV_IDS[env], "data": str(data_dir),
               "uva_weights_sha256": model.uva_weights_sha256, "n_video_steps": model.n_video_steps,
@@ -167,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
               "selection_counts": selection["counts"], "horizons": list(horizons)}
     result = {"title": title, "config": config, "git_revision": revision, "wall_time_s": wall, "timings_s": timings,
               "sources": list(SOURCES), "objects": [OBJECT_LABELS[n] for n in errors["real"] if n in OBJECT_LABELS],
-              "rows": rows, "windows": windows, "gallery_windows": shown,
+              "rows": rows, "ranking": ranking, "windows": windows, "gallery_windows": shown,
               "per_window": {s: {n: e.tolist() for n, e in per.items()} for s, per in errors.items()}}
     atomic_write_json(paths["json"], _finite(result))
     markdown.append(f"\nWall time {wall:.1f} s on {torch.get_num_threads()} threads; git {revision}.\n")
