@@ -1,0 +1,3 @@
+from uva_plan.scorecard.cli import main
+
+main()
