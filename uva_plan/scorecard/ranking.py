@@ -22,7 +22,9 @@ import torch
 from scipy.stats import spearmanr
 
 from planners import Rollout
-from uva_plan.adapters import DPCProposer, SimContext, SimulatorDynamics, UVAWorldModel, normalize_actions
+from planners.protocols import normalize_actions
+from uva_plan.dynamics import SimContext, SimulatorDynamics, UVAWorldModel
+from uva_plan.proposers import DPCProposer
 from uva_plan.envs.base import WORKSPACE
 from uva_plan.envs.blockpush import observed_state
 from uva_plan.io import atomic_write

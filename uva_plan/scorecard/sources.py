@@ -18,7 +18,8 @@ import einops
 import numpy as np
 import torch
 
-from uva_plan.adapters import PLANNING_SAMPLING, UVAWorldModel
+from uva_plan.dynamics import UVAWorldModel
+from uva_plan.pretrained import PLANNING_SAMPLING
 
 SOURCES = ("imagined", "video only", "copy-last", "vae ceiling", "real")
 
