@@ -38,8 +38,8 @@ bench: $(STAMP)
 # Collect the data and train every shipped model on this CPU, then export them (fp16) into
 # uva_plan/pretrained/. Each step resumes if killed; a finished step is skipped when rerun.
 # The two environments' models train side by side, one thread each; the play-data fine-tunes
-# (configs/train/uva_play.yaml) run one after the other on both threads (~385 windows/s alone here;
-# a 1-thread job beside a 2-thread run cut it to 25).
+# (configs/train/uva_play.yaml) run one after the other on both threads (~385 windows/s on a
+# quiet 2-core machine; a second job on the same cores cuts that more than tenfold).
 TRAIN := $(PY) -m uva_plan.train
 VAE := vae_checkpoint=outputs/train/vae/final
 pretrained: $(STAMP)

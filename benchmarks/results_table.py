@@ -1,6 +1,6 @@
 """Print markdown tables of finished experiments from their results.json files.
 
-    python benchmarks/results_table.py outputs/issue3/*/results.json
+    python benchmarks/results_table.py outputs/sim/*/results.json
     python benchmarks/results_table.py --paired BASE/results.json A/results.json B/results.json
     python benchmarks/results_table.py --paired BASE1.json,BASE2.json A1.json,A2.json
 

@@ -175,9 +175,9 @@ def run_actions(env, seed: int, actions) -> None:
             assert depth <= PENETRATION_TOLERANCE, f"blocks overlap by {depth:.2f} px at step {step}"
 
 
-# Found while writing these tests (issue 8): the kinematic pusher, driven at a corner with
-# targets at the workspace edge, squeezed the T through the 2 px wall segment. Fixed by static
-# backing boxes behind the walls (uva_plan/envs/base.py, BACKING_BOXES); kept as a regression test.
+# The kinematic pusher, driven at a corner with targets at the workspace edge, could squeeze the
+# T through the 2 px wall segment; static backing boxes behind the walls (uva_plan/envs/base.py,
+# BACKING_BOXES) prevent it. A regression test.
 PUSHT_THROUGH_WALL = (13, [[0.0, 513.0], [0.0, 512.0], [512.0, 513.0], [481.5, 237.2], [248.3, -1.0],
                            [-1.0, 147.9], [234.8, -1.0], [354.8, 110.6], [0.0, 513.0], [-1.0, 513.0],
                            [0.0, 512.0], [512.0, -1.0], [-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0],
