@@ -34,6 +34,15 @@ def test_one_row_per_run_then_the_references(tmp_path):
     assert result["windows"] == {"all": 2, "contact": 1, "moving": 1, "static": 1}
 
 
+def test_the_t_carries_its_angle_error(tmp_path):
+    path = card(tmp_path / "t.json", env="pusht")
+    data = json.loads(path.read_text())
+    for row in data["rows"]:
+        row["angle_median_16"] = 12.4
+    path.write_text(json.dumps(data))
+    assert summarise({"t": path}, {})["rows"][0][2] == "0.50 / 10.0 / 12°"
+
+
 def test_cpu_hours_come_from_the_checkpoint_record(tmp_path):
     ckpt = tmp_path / "final"
     ckpt.mkdir()
@@ -50,3 +59,15 @@ def test_mixed_envs_and_bad_arguments_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no scorecard JSON"):
         main([f"a={tmp_path / 'missing.json'}", "--out", str(tmp_path / "o.json")])
     assert not (tmp_path / "o.json").exists()
+
+
+def test_ranking_rows_and_a_run_without_ranking(tmp_path):
+    path = card(tmp_path / "r.json")
+    data = json.loads(path.read_text())
+    data["ranking"] = {"states": 8, "candidates": 100, "rho": -0.0207, "truth_fraction_at_8": -0.327,
+                       "truth_fraction_at_32": -0.28, "truth_fraction_at_100": 0.5}
+    path.write_text(json.dumps(data))
+    result = main([f"r={path}", "--ranking", "--out", str(tmp_path / "o.json")])
+    assert result["rows"] == [["r", "blockpush", "8 x 100", "-0.02", "-0.33 / -0.28 / 0.50"]]
+    with pytest.raises(ValueError, match="no ranking"):
+        main([f"a={card(tmp_path / 'a.json')}", "--ranking", "--out", str(tmp_path / "p.json")])
