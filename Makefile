@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bad_inputs.py
 	$(PY) benchmarks/soak.py --n-calls 1000
 	$(PY) benchmarks/soak.py --dynamics uva --n-samples 8 --n-action-steps 8 --n-calls 1000
+	$(PY) benchmarks/bench_ddim.py
 	$(PY) benchmarks/bench_planning.py --env pusht
 	$(PY) benchmarks/bench_planning.py --env blockpush --skip training
 
