@@ -46,9 +46,27 @@ def _episode_metrics(info: dict, steps: int, ever_success: bool) -> dict:
     return out
 
 
+def check_chunk(chunk: Any, action_dim: int) -> np.ndarray:
+    """A controller's output as a float64 (n, action_dim) array with n >= 1, all finite; else a
+    ValueError naming it (an empty chunk would leave the env where it is, and the episode would
+    never end)."""
+    array = np.asarray(chunk) if chunk is not None else None
+    if array is None or array.dtype.kind not in "iuf":
+        raise ValueError(f"the controller's plan() must return a real-valued action chunk (n, {action_dim}), "
+                         f"got chunk={chunk!r}")
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != action_dim:
+        raise ValueError(f"the controller's plan() must return an action chunk of shape (n >= 1, {action_dim}), "
+                         f"got chunk of shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"the controller's plan() returned a chunk with non-finite actions (NaN or inf): {array!r}")
+    return array.astype(np.float64)
+
+
 def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
                 record_frames: bool = False) -> tuple[dict, list[np.ndarray]]:
-    """One episode; returns (metrics, frames). ``planner`` needs ``reset()`` and ``plan(obs)``."""
+    """One episode; returns (metrics, frames). ``planner`` needs ``reset()`` and ``plan(obs)``, which
+    returns an (n >= 1, A) chunk of finite actions (``check_chunk``)."""
+    action_dim = int(np.prod(env.action_space.shape))
     obs, info = env.reset(seed=seed, options=options)
     planner.reset()
     frames = [obs["image"]] if record_frames else []
@@ -57,7 +75,7 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
     steps, done, ever_success = 0, False, bool(info.get("is_success", False))
     while not done:
         start = time.perf_counter()
-        chunk = planner.plan(obs)
+        chunk = check_chunk(planner.plan(obs), action_dim)
         plan_ms.append(1000 * (time.perf_counter() - start))
         result = getattr(planner, "last_result", None)
         if result is not None:
