@@ -137,3 +137,14 @@ def test_write_json_adds_the_config_and_git_revision(tmp_path):
     assert saved["config"] == {} and len(saved["git_revision"]) >= 7  # read now when not given
     with pytest.raises(ValueError, match=r"payload keys \['git_revision'\]"):
         write_json(tmp_path / "c.json", {"git_revision": "x"})
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_unwritable_out_dir_is_refused_before_any_episode(tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out_dir = blocker if where == "a file" else blocker / "run"
+    planner = CountingPlanner()
+    with pytest.raises(ValueError, match="out_dir") as error:
+        run_episodes("uva_plan/PushT-v0", planner, 2, out_dir=out_dir, env_kwargs={"max_episode_steps": 4})
+    assert str(out_dir) in str(error.value) and planner.resets == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -163,6 +164,17 @@ def run_fingerprint(env_id: str, seed: int, env_kwargs: dict | None, tasks: list
     return json.loads(json.dumps(raw, default=jsonable))  # as it reads back from disk
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and write (then remove) a probe file in it, so that a run that could
+    not save its results fails before its first episode, with a ValueError naming the path."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_probe"):
+            pass
+    except OSError as error:
+        raise ValueError(f"out_dir must be a writable directory, got out_dir={str(out_dir)!r} ({error})") from error
+
+
 def _stored_episodes(out_dir: Path, fingerprint: dict) -> dict[int, dict]:
     """Episodes of earlier runs with the same fingerprint (results.json and the per-episode
     partial file), by seed."""
@@ -207,6 +219,8 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
         raise ValueError("resume=True needs an out_dir to keep the finished episodes in")
     revision = git_revision()  # the code that runs, read before the (long) run starts
     out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None:
+        check_out_dir(out_dir)
     fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config)
     stored = _stored_episodes(out_dir, fingerprint) if resume else {}
     todo = [i for i in range(n_episodes) if seed + i not in stored]
