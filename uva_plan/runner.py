@@ -183,10 +183,29 @@ def _stored_episodes(out_dir: Path, fingerprint: dict) -> dict[int, dict]:
         path = out_dir / name
         if not path.exists():
             continue
-        stored = json.loads(path.read_text())
-        if stored.get("fingerprint") == fingerprint:
+        stored = _read_run_file(path)
+        if stored is not None and stored["fingerprint"] == fingerprint:
             found.update({int(e["seed"]): e for e in stored["episodes"]})
     return found
+
+
+def _read_run_file(path: Path) -> dict | None:
+    """A results or partial file: {"fingerprint": {...}, "episodes": [{"seed": int, ...}, ...]};
+    None for a JSON object without a fingerprint (not written by ``run_episodes``); a damaged
+    one raises a ValueError naming its path."""
+    try:
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and "fingerprint" not in stored:
+            return None
+        if not isinstance(stored, dict) or not isinstance(stored["fingerprint"], dict):
+            raise ValueError("its fingerprint is not a JSON object")
+        episodes = stored.get("episodes")
+        if not isinstance(episodes, list) or not all(isinstance(e, dict) and isinstance(e.get("seed"), int)
+                                                     for e in episodes):
+            raise ValueError("no list of episodes with seeds")
+    except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"the resume file {path} is damaged ({error}): delete it, or pick another out_dir") from error
+    return stored
 
 
 def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,

@@ -30,6 +30,7 @@ state (P,) is accepted too and starts with an empty cache.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -244,6 +245,13 @@ class PlanarPushEnv(gym.Env):
     def _check_seed(seed: int | None) -> None:
         if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+
+    @staticmethod
+    def _options(options: dict | None) -> dict:
+        """A copy of reset's ``options`` (a dict or None); else a ValueError naming it."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict or None, got {options=}")
+        return dict(options or {})
 
     def _seed_rng(self, seed: int | None) -> np.random.RandomState:
         self._check_seed(seed)

@@ -287,7 +287,7 @@ class BlockPushEnv(PlanarPushEnv):
         self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
-        options = dict(options or {})
+        options = self._options(options)
         unknown = set(options) - {"state", "task"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'state', 'task'")

@@ -253,7 +253,7 @@ class PushTEnv(PlanarPushEnv):
         self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
-        options = dict(options or {})
+        options = self._options(options)
         unknown = set(options) - {"state", "goal_pose"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'state', 'goal_pose'")
