@@ -158,3 +158,62 @@ def test_a_damaged_resume_file_is_named(tmp_path, content):
     with pytest.raises(ValueError, match=str(tmp_path / PARTIAL)):
         run_episodes("uva_plan/PushT-v0", sim_planner(), 1, out_dir=tmp_path, resume=True,
                      env_kwargs={"max_episode_steps": 2})
+
+
+# -- environment edges ---------------------------------------------------------------------------
+def envs():
+    from uva_plan.envs import BlockPushEnv, PushTEnv
+
+    return [PushTEnv(render_size=16), BlockPushEnv(render_size=16)]
+
+
+@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("entry, value", [(0, 600.0), (1, -5.0), (4, 530.0), (5, -1.0)])
+def test_positions_outside_the_workspace_are_refused(index, entry, value):
+    env = envs()[index]
+    env.reset(seed=0)
+    physical = env.get_state()[: env.physical_dim].copy()
+    physical[entry] = value
+    before = env.get_state()
+    for call in (lambda: env.set_state(physical), lambda: env.reset(seed=0, options={"state": physical})):
+        with pytest.raises(ValueError, match=rf"outside the workspace \[0, 512\].*{value}"):
+            call()
+    full = env.get_state()
+    full[env.physical_dim + entry] = value  # the anchor the full state restores from
+    with pytest.raises(ValueError, match="anchor"):
+        env.set_state(full)
+    np.testing.assert_array_equal(env.get_state(), before)  # a refused state changes nothing
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+
+
+def test_pusht_dp_state_outside_the_workspace_is_refused():
+    env = envs()[0]
+    with pytest.raises(ValueError, match=r"outside the workspace \[0, 512\].*700"):
+        env.set_state(np.array([700.0, 100.0, 200.0, 200.0, 0.0]))
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_a_full_state_with_a_non_finite_anchor_is_refused(index):
+    env = envs()[index]
+    env.reset(seed=0)
+    full = env.get_state()
+    full[env.physical_dim + 2] = np.nan
+    with pytest.raises(ValueError, match="anchor.*finite"):
+        env.set_state(full)
+
+
+@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("action", [np.array([100 + 1j, 200 + 0j]), np.array([True, False]), [True, 1.0]])
+def test_complex_and_bool_actions_are_refused(index, action):
+    env = envs()[index]
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action must be real numbers"):
+        env.step(action)
+
+
+@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("seed", [True, False])
+def test_a_bool_seed_is_refused(index, seed):
+    with pytest.raises(ValueError, match=f"seed must be a non-negative int or None, got {seed}"):
+        envs()[index].reset(seed=seed)
