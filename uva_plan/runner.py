@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from uva_plan.dynamics import PrivilegedState, SimulatorDynamics
+from uva_plan.fingerprint import describe, differing_keys
 from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 from uva_plan.report import write_json
@@ -156,11 +157,14 @@ PARTIAL = "episodes.partial.json"
 
 
 def run_fingerprint(env_id: str, seed: int, env_kwargs: dict | None, tasks: list[int] | None,
-                    config: dict | None) -> dict:
+                    config: dict | None, controller: Any = None) -> dict:
     """What must match for a stored episode to count again: the env, its kwargs, the first seed
-    (episode i runs seed + i, task i mod len(tasks)) and the config without the timing keys."""
+    (episode i runs seed + i, task i mod len(tasks)), the config without the timing keys, and
+    the controller (``fingerprint.describe``: its type, settings, objective, proposer and the
+    sha256 of its models' weights; for ``make_planner`` alone, that callable and its arguments)."""
     kept = {k: v for k, v in (config or {}).items() if k not in _VOLATILE_CONFIG}
-    raw = {"env_id": env_id, "seed": seed, "env_kwargs": env_kwargs or {}, "tasks": tasks, "config": kept}
+    raw = {"env_id": env_id, "seed": seed, "env_kwargs": env_kwargs or {}, "tasks": tasks, "config": kept,
+           "controller": describe(controller)}
     return json.loads(json.dumps(raw, default=jsonable))  # as it reads back from disk
 
 
@@ -176,16 +180,21 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def _stored_episodes(out_dir: Path, fingerprint: dict) -> dict[int, dict]:
-    """Episodes of earlier runs with the same fingerprint (results.json and the per-episode
-    partial file), by seed."""
+    """Episodes of earlier runs in out_dir (results.json and the per-episode partial file), by
+    seed. Episodes of a run with another fingerprint are never mixed in nor overwritten: a
+    ValueError names the file and the keys that differ."""
     found: dict[int, dict] = {}
     for name in ("results.json", PARTIAL):
         path = out_dir / name
-        if not path.exists():
+        stored = _read_run_file(path) if path.exists() else None
+        if stored is None:
             continue
-        stored = _read_run_file(path)
-        if stored is not None and stored["fingerprint"] == fingerprint:
-            found.update({int(e["seed"]): e for e in stored["episodes"]})
+        if stored["fingerprint"] != fingerprint:
+            keys = differing_keys(stored["fingerprint"], fingerprint)
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            raise ValueError(f"{path} holds the episodes of a different run (it differs in {shown}); pick another "
+                             "out_dir, or delete the file to start afresh")
+        found.update({int(e["seed"]): e for e in stored["episodes"]})
     return found
 
 
@@ -219,9 +228,10 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
     Every episode starts from ``planner.reset()`` and its own env seed, so it does not depend on
     the episodes before it. That allows two things:
     - ``resume``: each finished episode is saved at once (``out_dir/episodes.partial.json``,
-      atomically); a rerun with the same env, seed and config (``run_fingerprint``) reuses every
-      stored episode and runs only the missing ones, so a killed run loses at most the episode it
-      was in, and a longer run extends a shorter one.
+      atomically); a rerun with the same env, seed, config and controller (``run_fingerprint``)
+      reuses every stored episode and runs only the missing ones, so a killed run loses at most
+      the episode it was in, and a longer run extends a shorter one. An ``out_dir`` that holds
+      another run's episodes is refused (resume or not): runs never mix, nor overwrite each other.
     - ``workers`` > 1: the missing episodes run in that many processes (``worker_threads`` torch
       threads each), each building its own controller with ``make_planner`` (picklable, e.g. a
       module-level function or ``functools.partial`` of one); ``planner`` may then be None.
@@ -238,10 +248,13 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
         raise ValueError("resume=True needs an out_dir to keep the finished episodes in")
     revision = git_revision()  # the code that runs, read before the (long) run starts
     out_dir = Path(out_dir) if out_dir is not None else None
+    fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config,
+                                  controller=planner if planner is not None else make_planner)
+    stored = {}
     if out_dir is not None:
         check_out_dir(out_dir)
-    fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config)
-    stored = _stored_episodes(out_dir, fingerprint) if resume else {}
+        stored = _stored_episodes(out_dir, fingerprint)  # refuses another run's files
+        stored = stored if resume else {}
     todo = [i for i in range(n_episodes) if seed + i not in stored]
     if stored:
         console.print(f"[dim]resuming: {n_episodes - len(todo)} of {n_episodes} episodes stored in {out_dir}[/]")
