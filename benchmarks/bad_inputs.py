@@ -24,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
+import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
@@ -34,7 +35,7 @@ from planners import CEM, ICEM, MPPI, BestOfN, Planner, Rollout
 from uva_plan.checkpoint import load_checkpoint, save_checkpoint
 from uva_plan.data.sampler import SequenceSampler, train_val_split
 from uva_plan.data.store import EpisodeStore
-from uva_plan.dynamics import SimContext, SimulatorDynamics
+from uva_plan.dynamics import PrivilegedState, SimContext, SimulatorDynamics
 from uva_plan.envs import BlockPushEnv, PushTEnv
 from uva_plan.models.diff_head import DiffusionHeadConfig
 from uva_plan.models.uva import UVA
@@ -59,6 +60,19 @@ class Case:
     bad: str  # the bad input, in words
     call: Callable[[], object]
     names: tuple[str, ...]  # any of these in the message counts as naming the bad value/field
+
+
+class FixedChunk:
+    """A controller whose plan() returns one fixed output."""
+
+    def __init__(self, chunk) -> None:
+        self.chunk = chunk
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, obs):
+        return self.chunk
 
 
 def episode(n_steps: int = 5, **overrides) -> dict:
@@ -103,6 +117,25 @@ def cases(tmp: Path) -> list[Case]:
         add(f"{name}()", "render_mode 'human'", lambda cls=type(env): cls(render_mode="human"), "render_mode")
         add(f"{name}.render_states", "states (3,)", lambda cls=type(env): cls.render_states(np.zeros(3)),
             "states", "shape")
+    for env in (pusht, blockpush):
+        name = type(env).__name__
+        p = env.physical_dim
+        add(f"{name}.reset", "options 'abc'", lambda env=env: env.reset(options="abc"), "options")
+        add(f"{name}.reset", "seed True", lambda env=env: env.reset(seed=True), "seed")
+        add(f"{name}.step", "complex action", lambda env=env: env.step(np.array([1 + 1j, 2 + 0j])), "complex")
+        add(f"{name}.step", "bool action", lambda env=env: env.step(np.array([True, False])), "bool")
+        add(f"{name}.set_state", "agent x 600", lambda env=env: env.set_state(
+            np.concatenate([[600.0], env.get_state()[1:env.physical_dim]])), "workspace")
+        add(f"{name}.set_state", "block y -5", lambda env=env: env.set_state(
+            np.concatenate([env.get_state()[:5], [-5.0], env.get_state()[6:env.physical_dim]])), "workspace")
+        add(f"{name}.reset", "options state with agent x 600", lambda env=env: env.reset(options={
+            "state": np.concatenate([[600.0], env.get_state()[1:env.physical_dim]])}), "workspace")
+        add(f"{name}.set_state", "full state with NaN anchor", lambda env=env, p=p: env.set_state(
+            np.concatenate([env.get_state()[:p], [np.nan], env.get_state()[p + 1:]])), "anchor")
+        add(f"{name}.set_state", "full state with anchor agent at 600", lambda env=env, p=p: env.set_state(
+            np.concatenate([env.get_state()[:p], [600.0], env.get_state()[p + 1:]])), "anchor")
+    add("PushTEnv.set_state", "DP 5-d state agent x 700", lambda: pusht.set_state(
+        np.array([700.0, 100.0, 200.0, 200.0, 0.0])), "workspace")
     add("PushTEnv.reset", "goal_pose of 2 floats", lambda: pusht.reset(options={"goal_pose": [1.0, 2.0]}),
         "goal_pose")
     add("PushTEnv.set_state", "DP 5-d state with inf", lambda: pusht.set_state(np.array([1, 2, 3, 4, np.inf])),
@@ -130,6 +163,11 @@ def cases(tmp: Path) -> list[Case]:
     add("ICEM()", "shrink_factor 0.5", lambda: ICEM(shrink_factor=0.5), "shrink_factor")
     add("ICEM()", "keep_elite_fraction 2", lambda: ICEM(keep_elite_fraction=2.0), "keep_elite_fraction")
     add("BestOfN()", "noise_std -1", lambda: BestOfN(noise_std=-1.0), "noise_std")
+    add("MPPI()", "temperature inf", lambda: MPPI(temperature=math.inf), "temperature")
+    add("MPPI()", "init_std inf", lambda: MPPI(init_std=math.inf), "init_std")
+    add("CEM()", "init_std inf", lambda: CEM(init_std=math.inf), "init_std")
+    add("ICEM()", "noise_beta 35", lambda: ICEM(noise_beta=35.0), "noise_beta")
+    add("CEM()", "seed 'a'", lambda: CEM(seed="a"), "seed")
 
     # -- optimiser search
     for cls in (BestOfN, CEM, MPPI, ICEM):
@@ -148,6 +186,12 @@ def cases(tmp: Path) -> list[Case]:
             lambda a: [0.0] * len(a), init), "cost")
         add(f"{n}.search", "every cost NaN", lambda opt=opt: opt.search(
             lambda a: torch.full((len(a),), math.nan), init), "non-finite")
+        add(f"{n}.search", "init NaN", lambda opt=opt: opt.search(quadratic, torch.full((4, 2), math.nan)), "init")
+        add(f"{n}.search", "init (0, 2): horizon 0", lambda opt=opt: opt.search(quadratic, torch.zeros(0, 2)), "init")
+        add(f"{n}.search", "proposals NaN", lambda opt=opt: opt.search(
+            quadratic, init, torch.full((3, 4, 2), math.nan)), "proposals")
+        add(f"{n}.search", "zero proposals (0, H, A)", lambda opt=opt: opt.search(
+            quadratic, init, torch.zeros(0, 4, 2)), "proposals")
         add(f"{n}.search", "low (3,) vs A=2", lambda cls=cls, small=small: cls(
             low=torch.full((3,), -1.0), **small).search(quadratic, init), "low", "action dims")
 
@@ -159,6 +203,16 @@ def cases(tmp: Path) -> list[Case]:
     add("Planner.plan", "obs not a dict (array)", lambda: (planner.reset(), planner.plan(np.zeros(5))), "obs")
     add("Planner.plan", "obs sim_state NaN", lambda: (planner.reset(), planner.plan(
         {"sim_state": np.full(P, np.nan), "agent_pos": np.zeros(2)})), "finite", "nan")
+    obs = PrivilegedState(gym.make("uva_plan/PushT-v0", render_size=16)).reset(seed=0)[0]
+    add("Planner.plan", "agent_pos NaN", lambda: (planner.reset(), planner.plan(
+        {**obs, "agent_pos": np.array([np.nan, 1.0])})), "agent_pos")
+    add("Planner.plan", "agent_pos inf", lambda: (planner.reset(), planner.plan(
+        {**obs, "agent_pos": np.array([np.inf, 1.0])})), "agent_pos")
+    add("Planner.plan", "env.reset()'s (obs, info) tuple", lambda: (planner.reset(), planner.plan((obs, {}))),
+        "pass obs")
+    add("Planner.observe", "observation without sim_state after one with it", lambda: (
+        planner.reset(), planner.observe(obs), planner.observe({k: v for k, v in obs.items() if k != "sim_state"})),
+        "sim_state")
     add("Planner()", "horizon 0", lambda: Planner(sim, objective=PushTSimObjective(), horizon=0), "horizon")
     add("Planner()", "n_action_steps > horizon", lambda: Planner(
         sim, objective=PushTSimObjective(), horizon=2, n_action_steps=3), "n_action_steps")
@@ -174,6 +228,8 @@ def cases(tmp: Path) -> list[Case]:
     add("GaussianProposer.sample", "n 0", lambda: GaussianProposer().sample(context, 0), "n")
     add("UniformProposer.sample", "n 2.5", lambda: UniformProposer().sample(context, 2.5), "n")
     add("GaussianProposer()", "step_std 0", lambda: GaussianProposer(step_std=0.0), "step_std")
+    add("GaussianProposer()", "seed 'a'", lambda: GaussianProposer(seed="a"), "seed")
+    add("UniformProposer()", "seed 1.5", lambda: UniformProposer(seed=1.5), "seed")
     add("UniformProposer()", "horizon 0", lambda: UniformProposer(horizon=0), "horizon")
     add("GaussianProposer()", "action_low > action_high", lambda: GaussianProposer(
         action_low=(10, 10), action_high=(0, 0)), "action_low")
@@ -194,6 +250,24 @@ def cases(tmp: Path) -> list[Case]:
     # -- runner
     add("run_episodes", "n_episodes 0", lambda: run_episodes("uva_plan/PushT-v0", planner, 0), "n_episodes")
     add("run_episodes", "n_episodes 1.0", lambda: run_episodes("uva_plan/PushT-v0", planner, 1.0), "n_episodes")
+    short = {"render_size": 16, "max_episode_steps": 3}
+    for bad, chunk in (("empty chunk (0, 2)", np.zeros((0, 2))), ("NaN chunk", np.full((2, 2), np.nan)),
+                       ("chunk (2,)", np.zeros(2)), ("chunk (1, 3)", np.zeros((1, 3))), ("chunk None", None),
+                       ("complex chunk", np.full((1, 2), 1 + 1j))):
+        add("run_episodes", f"controller returns {bad}", lambda chunk=chunk: run_episodes(
+            "uva_plan/PushT-v0", FixedChunk(chunk), 1, env_kwargs=short), "chunk")
+    (tmp / "a_file").write_text("")
+    add("run_episodes", "out_dir is a file", lambda: run_episodes(
+        "uva_plan/PushT-v0", FixedChunk(np.zeros((1, 2))), 1, env_kwargs=short, out_dir=tmp / "a_file"), "out_dir")
+    (tmp / "damaged").mkdir()
+    (tmp / "damaged" / "episodes.partial.json").write_text("{not json")
+    add("run_episodes", "damaged resume file", lambda: run_episodes(
+        "uva_plan/PushT-v0", planner, 1, env_kwargs=short, out_dir=tmp / "damaged", resume=True),
+        "episodes.partial.json")
+    other = Planner(sim, BestOfN(n_samples=3), objective=PushTSimObjective(), horizon=2, n_action_steps=1)
+    add("run_episodes", "a second planner in the first one's out_dir", lambda: [run_episodes(
+        "uva_plan/PushT-v0", p, 1, env_kwargs=short, out_dir=tmp / "shared", resume=True) for p in (planner, other)],
+        "different run")
 
     # -- data store and sampler
     store = EpisodeStore.create(tmp / "store", META)
@@ -311,6 +385,9 @@ def shipped_cases(add) -> None:
         "pusht", checkpoints={"policy": "x"}), "policy")
     add("UVA.from_pretrained", "UVA checkpoint of the other env", lambda: UVAWorldModel.from_pretrained(
         "pusht", checkpoints={"uva": hub.pretrained_checkpoint("blockpush/uva")}), "BlockPush")
+    add("UVA.from_pretrained", "checkpoints ['uva']", lambda: UVAWorldModel.from_pretrained(
+        "pusht", checkpoints=["uva"]), "checkpoints")
+    add("UVA.from_pretrained", "seed 'a'", lambda: UVAWorldModel.from_pretrained("pusht", seed="a"), "seed")
     add("UVA.from_pretrained", "video_head_steps 1", lambda: UVAWorldModel.from_pretrained(
         "pusht", video_head_steps=1), "video_head_steps")
     add("UVA.from_pretrained", "n_video_steps 99", lambda: UVAWorldModel.from_pretrained(

@@ -26,7 +26,7 @@ class CEM(Optimizer):
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
                          rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
-        check_float("init_std", init_std, 0.0, open_low=True)
+        check_float("init_std", init_std, 0.0, open_low=True, open_high=True)
         check_float("min_std", min_std, 0.0)
         check_float("momentum", momentum, 0.0, 1.0, open_high=True)
         check_int("n_proposals", n_proposals, 0)

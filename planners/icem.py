@@ -13,6 +13,12 @@ from planners.optimizer import Optimizer, shift_plan
 from planners.protocols import CostFn, PlanResult
 
 
+# Beyond this the noise is a constant offset in all but name (1/f^beta puts nearly all its power
+# in the lowest frequency), and the float32 scale H^beta overflows (inf, then NaN noise: the
+# search returns its init) from H = 16 at beta ~32 and H = 64 at beta ~21. iCEM uses 2 to 4.
+MAX_NOISE_BETA = 10.0
+
+
 def colored_noise(n: int, horizon: int, action_dim: int, beta: float,
                   generator: torch.Generator) -> Tensor:
     """Gaussian noise (n, H, A) with power spectrum ~ 1/f^beta along H and unit variance per entry.
@@ -61,9 +67,9 @@ class ICEM(Optimizer):
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
                          rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
-        check_float("init_std", init_std, 0.0, open_low=True)
+        check_float("init_std", init_std, 0.0, open_low=True, open_high=True)
         check_float("min_std", min_std, 0.0)
-        check_float("noise_beta", noise_beta, 0.0)
+        check_float("noise_beta", noise_beta, 0.0, MAX_NOISE_BETA)
         check_float("shrink_factor", shrink_factor, 1.0)
         check_float("keep_elite_fraction", keep_elite_fraction, 0.0, 1.0)
         check_float("momentum", momentum, 0.0, 1.0, open_high=True)

@@ -36,8 +36,8 @@ class MPPI(Optimizer):
         super().__init__(low=low, high=high, seed=seed, max_batch=max_batch,
                          rescore_proposals=rescore_proposals)
         check_population(n_samples, n_elites, n_iterations)
-        check_float("temperature", temperature, 0.0, open_low=True)
-        check_float("init_std", init_std, 0.0, open_low=True)
+        check_float("temperature", temperature, 0.0, open_low=True, open_high=True)
+        check_float("init_std", init_std, 0.0, open_low=True, open_high=True)
         check_float("min_std", min_std, 0.0)
         check_float("max_std", max_std, min_std)
         check_int("n_proposals", n_proposals, 0)

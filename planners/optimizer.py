@@ -128,6 +128,10 @@ class Optimizer:
         if not isinstance(init, Tensor) or init.ndim != 2:
             shape = tuple(init.shape) if isinstance(init, Tensor) else type(init).__name__
             raise ValueError(f"init must be an (H, A) tensor, got {shape}")
+        if init.shape[0] < 1 or init.shape[1] < 1:
+            raise ValueError(f"init must be an (H, A) tensor with H >= 1 and A >= 1, got {tuple(init.shape)}")
+        if not torch.isfinite(init).all():
+            raise ValueError(f"init must be finite (the plan starts from it), got NaN or inf in {init!r}")
         action_dim = init.shape[1]
         for name, bound in (("low", self.low), ("high", self.high)):
             if bound.ndim == 1 and bound.shape[0] != action_dim:
@@ -142,6 +146,12 @@ class Optimizer:
         if proposals.ndim != 3 or proposals.shape[1:] != init.shape:
             raise ValueError(f"proposals must be (M, H, A) = (M, {tuple(init.shape)}), "
                              f"got {tuple(proposals.shape)}")
+        if proposals.shape[0] < 1:
+            raise ValueError(f"proposals must hold at least one chunk (pass None for none), got "
+                             f"{tuple(proposals.shape)}")
+        if not torch.isfinite(proposals).all():
+            bad = sorted({int(i) for i in torch.nonzero(~torch.isfinite(proposals))[:, 0]})
+            raise ValueError(f"proposals must be finite, got NaN or inf in proposals {bad[:10]} of {proposals.shape[0]}")
         if self.n_proposals > 0:
             proposals = proposals[: self.n_proposals]
         return self._clip(proposals.detach().to(init))

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from planners.best_of_n import BestOfN
-from planners.checks import check_int
+from planners.checks import check_int, check_observation
 from planners.optimizer import Optimizer, shift_plan
 from planners.protocols import Dynamics, Objective, PlanResult, Proposer, RolloutRequest, unnormalize_actions
 
@@ -35,6 +35,17 @@ class History:
             self._observations.extend([obs] * self.n)
         else:
             self._observations.append(obs)
+
+    def after(self, obs: dict) -> list[dict]:
+        """What the history would hold after ``append(obs)``, oldest first; nothing is recorded."""
+        if not self._observations:
+            return [obs] * self.n
+        return (list(self._observations) + [obs])[-self.n:]
+
+    def check(self, obs: dict) -> None:
+        """``check_observation`` against this episode's newest observation (a ValueError naming
+        a non-dict, a non-finite entry, or keys and shapes that differ from the episode's)."""
+        check_observation(obs, self._observations[-1] if self._observations else None)
 
     def clear(self) -> None:
         self._observations.clear()
@@ -120,15 +131,22 @@ class Planner:
         ``model.n_history`` counts control steps, so a model whose context spans several steps
         (UVA: one frame every 4 steps) needs every step's observation: call ``observe`` after
         each env step whose observation does not go to ``plan`` (``run_episode`` does).
-        Without it such a model sees only the planning steps' observations.
+        Without it such a model sees only the planning steps' observations. A bad observation
+        (``History.check``) raises and is not recorded.
         """
+        self.history.check(obs)
         self.history.append(obs)
 
     @torch.no_grad()
     def plan(self, obs: dict) -> np.ndarray:
-        """Plan from the newest observation; return (n_action_steps, A) float64 env-unit actions."""
-        self.observe(obs)
-        context = self.last_context = self.model.context(list(self.history))
+        """Plan from the newest observation; return (n_action_steps, A) float64 env-unit actions.
+
+        The observation is recorded once the model has made its context from it: one that the
+        checks or the model refuse leaves the history as it was."""
+        self.history.check(obs)
+        context = self.model.context(self.history.after(obs))
+        self.history.append(obs)
+        self.last_context = context
         request = self.request
 
         def cost(actions: Tensor) -> Tensor:

@@ -204,3 +204,55 @@ def test_pusht_random_and_extreme_actions(seed, actions):
 @given(seed=st.integers(0, 1000), actions=action_sequences)
 def test_blockpush_random_and_extreme_actions(seed, actions):
     run_actions(BlockPushEnv(render_size=16), seed, actions)
+
+
+# -- runner -----------------------------------------------------------------------------------
+class FixedController:
+    """A controller whose ``plan`` returns one fixed output; fails the test after too many calls
+    (a runner that does not advance the env would otherwise loop for ever)."""
+
+    def __init__(self, chunk, max_calls: int = 50) -> None:
+        self.chunk, self.max_calls, self.calls = chunk, max_calls, 0
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, obs):
+        self.calls += 1
+        assert self.calls <= self.max_calls, f"plan called {self.calls} times: the runner makes no progress"
+        return self.chunk
+
+
+@st.composite
+def controller_outputs(draw):
+    """(output, valid): arrays of 0-3 dims (possibly empty, NaN or inf, any width), or non-arrays."""
+    kind = draw(st.sampled_from(["array", "array", "array", "none", "strings", "complex"]))
+    if kind == "none":
+        return None, False
+    if kind == "strings":
+        return [["a", "b"]], False
+    if kind == "complex":
+        return np.full((2, 2), 100 + 1j), False
+    shape = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=3)))
+    chunk = np.full(shape, 256.0)
+    if chunk.size:
+        chunk.flat[draw(st.integers(0, chunk.size - 1))] = draw(
+            st.sampled_from([256.0, 100.0, math.nan, math.inf, -math.inf]))
+    valid = len(shape) == 2 and shape[0] >= 1 and shape[1] == 2 and bool(np.isfinite(chunk).all())
+    return chunk, valid
+
+
+@settings(max_examples=30, **SETTINGS)
+@given(output=controller_outputs())
+def test_runner_makes_progress_or_names_the_bad_chunk(output):
+    from uva_plan.runner import run_episodes
+
+    chunk, valid = output
+    controller = FixedController(chunk)
+    kwargs = dict(env_kwargs={"render_size": 16, "max_episode_steps": 4})
+    if valid:
+        result = run_episodes("uva_plan/PushT-v0", controller, 1, **kwargs)
+        assert result["episodes"][0]["steps"] == 4
+    else:
+        with pytest.raises(ValueError, match="chunk"):
+            run_episodes("uva_plan/PushT-v0", controller, 1, **kwargs)

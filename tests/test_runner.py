@@ -100,7 +100,10 @@ def test_resume_reuses_stored_episodes_and_matches_an_uninterrupted_run(tmp_path
                  env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "tiny", "threads": 7})
     assert third.resets == 0
     other = CountingPlanner()
-    run_episodes("uva_plan/PushT-v0", other, 2, seed=5, out_dir=tmp_path / "b", resume=True,
+    with pytest.raises(ValueError, match=r"different run.*config\.planner"):  # never mixed in, never overwritten
+        run_episodes("uva_plan/PushT-v0", other, 2, seed=5, out_dir=tmp_path / "b", resume=True,
+                     env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "other"})
+    run_episodes("uva_plan/PushT-v0", other, 2, seed=5, out_dir=tmp_path / "c", resume=True,
                  env_kwargs={"max_episode_steps": 8}, n_gifs=0, config={"planner": "other"})
     assert other.resets == 2
 
@@ -137,3 +140,61 @@ def test_write_json_adds_the_config_and_git_revision(tmp_path):
     assert saved["config"] == {} and len(saved["git_revision"]) >= 7  # read now when not given
     with pytest.raises(ValueError, match=r"payload keys \['git_revision'\]"):
         write_json(tmp_path / "c.json", {"git_revision": "x"})
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_an_unwritable_out_dir_is_refused_before_any_episode(tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out_dir = blocker if where == "a file" else blocker / "run"
+    planner = CountingPlanner()
+    with pytest.raises(ValueError, match="out_dir") as error:
+        run_episodes("uva_plan/PushT-v0", planner, 2, out_dir=out_dir, env_kwargs={"max_episode_steps": 4})
+    assert str(out_dir) in str(error.value) and planner.resets == 0
+
+
+def other_planner() -> Planner:
+    """tiny_planner with another optimiser setting: its episodes are not tiny_planner's."""
+    planner = tiny_planner()
+    planner.optimizer = BestOfN(n_samples=3, seed=1)
+    return planner
+
+
+def test_two_planners_in_one_out_dir_never_mix(tmp_path):
+    kwargs = dict(env_kwargs={"max_episode_steps": 4}, n_gifs=0, resume=True)  # config=None: only the planner differs
+    first = run_episodes("uva_plan/PushT-v0", tiny_planner(), 2, seed=5, out_dir=tmp_path, **kwargs)
+    saved = (tmp_path / "results.json").read_text()
+    with pytest.raises(ValueError, match=r"different run.*optimizer.*n_samples") as error:
+        run_episodes("uva_plan/PushT-v0", other_planner(), 2, seed=5, out_dir=tmp_path, **kwargs)
+    assert str(tmp_path) in str(error.value)
+    assert (tmp_path / "results.json").read_text() == saved  # not overwritten
+    # ... nor without resume; the same planner, rebuilt, still resumes.
+    with pytest.raises(ValueError, match="different run"):
+        run_episodes("uva_plan/PushT-v0", other_planner(), 2, seed=5, out_dir=tmp_path,
+                     **{**kwargs, "resume": False})
+    again = tiny_planner()
+    assert outcome(run_episodes("uva_plan/PushT-v0", again, 2, seed=5, out_dir=tmp_path, **kwargs)) == outcome(first)
+    assert again.last_result is None  # both episodes reused: it never planned
+
+
+def test_the_fingerprint_covers_weights_objective_and_proposer():
+    import torch
+
+    from uva_plan.fingerprint import describe
+
+    base = describe(tiny_planner())
+    moved = tiny_planner()
+    moved.proposer = UniformProposer(horizon=4, seed=3)
+    assert describe(moved) != base
+    moved = tiny_planner()
+    moved.objective = PushTSimObjective(coverage_weight=2.0)
+    assert describe(moved) != base
+    net = torch.nn.Linear(2, 2)
+    before = describe(net)
+    with torch.no_grad():
+        net.weight[0, 0] += 1e-3
+    assert describe(net) != before and describe(net)["weights_sha256"]
+    assert describe(tiny_planner()) == base  # rebuilt alike: alike
+    used = tiny_planner()
+    run_episodes("uva_plan/PushT-v0", used, 1, env_kwargs={"max_episode_steps": 2})
+    assert describe(used) == base  # what planning changes (history, counters, plans) is not in it

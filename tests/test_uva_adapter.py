@@ -133,3 +133,27 @@ def test_load_checks_the_vae(tmp_path):
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call(tiny_world())
+
+
+@pytest.mark.parametrize("make", ["planner", "uva_policy"])
+@pytest.mark.parametrize("bad", [{"agent_pos": np.zeros(2)},  # no image
+                                 {"image": np.zeros((SIZE, SIZE, 3), np.uint8), "agent_pos": np.full(2, np.nan)},
+                                 {"image": np.zeros((SIZE + 1, SIZE, 3), np.uint8), "agent_pos": np.zeros(2)}])
+def test_a_bad_observation_leaves_the_history_alone(make, bad):
+    def controller():
+        if make == "planner":
+            return Planner(tiny_world(), optimizer=BestOfN(n_samples=4), objective=LatentNorm(), horizon=4,
+                           n_action_steps=3)
+        return UVAPolicy(tiny_world(), n_action_steps=3)
+
+    hit, clean = controller(), controller()
+    for obs in (fake_obs(0), fake_obs(1)):
+        hit.plan(obs)
+        clean.plan(obs)
+    with pytest.raises(ValueError):
+        hit.plan(bad)
+    with pytest.raises(ValueError):
+        hit.observe(bad)
+    good = fake_obs(2)
+    np.testing.assert_array_equal(hit.plan(good), clean.plan(good))
+    assert [id(o) for o in hit.history] == [id(o) for o in clean.history]

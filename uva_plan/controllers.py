@@ -28,11 +28,15 @@ class UVAPolicy:
         self.model.reset()
 
     def observe(self, obs: dict) -> None:
+        """Record a step's observation (a bad one raises and is not recorded)."""
+        self.history.check(obs)
         self.history.append(obs)
 
     def plan(self, obs: dict) -> np.ndarray:
-        self.observe(obs)
-        chunk = self.model.policy(self.model.context(list(self.history)))[: self.n_action_steps]
+        self.history.check(obs)
+        context = self.model.context(self.history.after(obs))  # recorded once the model accepts it
+        self.history.append(obs)
+        chunk = self.model.policy(context)[: self.n_action_steps]
         return self.model.normalizer.unnormalize(chunk.double().numpy())
 
 
@@ -55,15 +59,24 @@ class DPCPolicy:
         self.proposer.reset()
 
     def observe(self, obs: dict) -> None:
+        """Record a step's observation (a bad one raises and is not recorded)."""
+        self.history.check(obs)
         self.history.append(obs)
 
-    def context(self) -> dict:
-        return {"frames": np.stack([o["image"] for o in self.history]),
-                "agent_pos_history": np.stack([o["agent_pos"] for o in self.history]),
-                "state_history": (np.stack([o["sim_state"][: self.proposer.config.state_dim] for o in self.history])
-                                  if "sim_state" in self.history[-1] else None)}  # physical states lead the full state
+    def context(self, history: list[dict] | None = None) -> dict:
+        """The proposer's context from ``history`` (default: the recorded one)."""
+        history = list(self.history) if history is None else history
+        for key in ("image", "agent_pos"):
+            if key not in history[-1]:
+                raise ValueError(f"observations must hold {key!r}, got keys {sorted(history[-1])}")
+        return {"frames": np.stack([o["image"] for o in history]),
+                "agent_pos_history": np.stack([o["agent_pos"] for o in history]),
+                "state_history": (np.stack([o["sim_state"][: self.proposer.config.state_dim] for o in history])
+                                  if "sim_state" in history[-1] else None)}  # physical states lead the full state
 
     def plan(self, obs: dict) -> np.ndarray:
-        self.observe(obs)
-        chunk = self.proposer.sample(self.context(), 1)[0, : self.n_action_steps]
+        self.history.check(obs)
+        context = self.context(self.history.after(obs))  # recorded once it makes a context
+        self.history.append(obs)
+        chunk = self.proposer.sample(context, 1)[0, : self.n_action_steps]
         return self.proposer.normalizers["actions"].unnormalize(chunk.double().numpy())

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from planners.checks import check_int, check_n_central
@@ -98,6 +99,9 @@ def pretrained_world_model(env: str, proposer: str = "dpc", objective: str = "st
     if dpc_steps is not None:
         check_int("dpc_steps", dpc_steps, 2)  # DDIM steps per DP-C draw
     check_n_central(n_central, DEFAULT_N_SAMPLES)
+    if checkpoints is not None and not isinstance(checkpoints, Mapping):
+        raise ValueError(f"checkpoints must be a dict of part -> checkpoint path (parts {hub.PARTS}), "
+                         f"got {checkpoints=}")
     paths = dict(checkpoints or {})
     unknown = set(paths) - set(hub.PARTS)
     if unknown:

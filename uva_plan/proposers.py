@@ -21,6 +21,7 @@ class _Proposer:
     def __init__(self, horizon: int = 16, action_low=(0.0, 0.0), action_high=(WORKSPACE, WORKSPACE),
                  seed: int = 0):
         check_int("horizon", horizon, 1)
+        check_int("seed", seed, 0)
         self.horizon, self.seed = horizon, seed
         self.low = np.asarray(action_low, dtype=np.float64)
         self.high = np.asarray(action_high, dtype=np.float64)
@@ -104,6 +105,7 @@ class DPCProposer:
                  timestep_spacing: str | None = None):
         from uva_plan.data.store import MinMaxNormalizer
 
+        check_int("seed", seed, 0)
         self.dpc, self.vae, self.seed = dpc, vae, seed
         self.config = dpc.config
         if n_sample_steps is not None and (isinstance(n_sample_steps, bool) or not isinstance(n_sample_steps, int)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from uva_plan.dynamics import PrivilegedState, SimulatorDynamics
+from uva_plan.fingerprint import describe, differing_keys
 from uva_plan.io import jsonable, atomic_write_json, git_revision, write_gif
 from uva_plan.metrics import wilson_interval
 from uva_plan.report import write_json
@@ -46,9 +48,27 @@ def _episode_metrics(info: dict, steps: int, ever_success: bool) -> dict:
     return out
 
 
+def check_chunk(chunk: Any, action_dim: int) -> np.ndarray:
+    """A controller's output as a float64 (n, action_dim) array with n >= 1, all finite; else a
+    ValueError naming it (an empty chunk would leave the env where it is, and the episode would
+    never end)."""
+    array = np.asarray(chunk) if chunk is not None else None
+    if array is None or array.dtype.kind not in "iuf":
+        raise ValueError(f"the controller's plan() must return a real-valued action chunk (n, {action_dim}), "
+                         f"got chunk={chunk!r}")
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != action_dim:
+        raise ValueError(f"the controller's plan() must return an action chunk of shape (n >= 1, {action_dim}), "
+                         f"got chunk of shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"the controller's plan() returned a chunk with non-finite actions (NaN or inf): {array!r}")
+    return array.astype(np.float64)
+
+
 def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
                 record_frames: bool = False) -> tuple[dict, list[np.ndarray]]:
-    """One episode; returns (metrics, frames). ``planner`` needs ``reset()`` and ``plan(obs)``."""
+    """One episode; returns (metrics, frames). ``planner`` needs ``reset()`` and ``plan(obs)``, which
+    returns an (n >= 1, A) chunk of finite actions (``check_chunk``)."""
+    action_dim = int(np.prod(env.action_space.shape))
     obs, info = env.reset(seed=seed, options=options)
     planner.reset()
     frames = [obs["image"]] if record_frames else []
@@ -57,7 +77,7 @@ def run_episode(env: gym.Env, planner, seed: int, options: dict | None = None,
     steps, done, ever_success = 0, False, bool(info.get("is_success", False))
     while not done:
         start = time.perf_counter()
-        chunk = planner.plan(obs)
+        chunk = check_chunk(planner.plan(obs), action_dim)
         plan_ms.append(1000 * (time.perf_counter() - start))
         result = getattr(planner, "last_result", None)
         if result is not None:
@@ -137,26 +157,64 @@ PARTIAL = "episodes.partial.json"
 
 
 def run_fingerprint(env_id: str, seed: int, env_kwargs: dict | None, tasks: list[int] | None,
-                    config: dict | None) -> dict:
+                    config: dict | None, controller: Any = None) -> dict:
     """What must match for a stored episode to count again: the env, its kwargs, the first seed
-    (episode i runs seed + i, task i mod len(tasks)) and the config without the timing keys."""
+    (episode i runs seed + i, task i mod len(tasks)), the config without the timing keys, and
+    the controller (``fingerprint.describe``: its type, settings, objective, proposer and the
+    sha256 of its models' weights; for ``make_planner`` alone, that callable and its arguments)."""
     kept = {k: v for k, v in (config or {}).items() if k not in _VOLATILE_CONFIG}
-    raw = {"env_id": env_id, "seed": seed, "env_kwargs": env_kwargs or {}, "tasks": tasks, "config": kept}
+    raw = {"env_id": env_id, "seed": seed, "env_kwargs": env_kwargs or {}, "tasks": tasks, "config": kept,
+           "controller": describe(controller)}
     return json.loads(json.dumps(raw, default=jsonable))  # as it reads back from disk
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` and write (then remove) a probe file in it, so that a run that could
+    not save its results fails before its first episode, with a ValueError naming the path."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_probe"):
+            pass
+    except OSError as error:
+        raise ValueError(f"out_dir must be a writable directory, got out_dir={str(out_dir)!r} ({error})") from error
+
+
 def _stored_episodes(out_dir: Path, fingerprint: dict) -> dict[int, dict]:
-    """Episodes of earlier runs with the same fingerprint (results.json and the per-episode
-    partial file), by seed."""
+    """Episodes of earlier runs in out_dir (results.json and the per-episode partial file), by
+    seed. Episodes of a run with another fingerprint are never mixed in nor overwritten: a
+    ValueError names the file and the keys that differ."""
     found: dict[int, dict] = {}
     for name in ("results.json", PARTIAL):
         path = out_dir / name
-        if not path.exists():
+        stored = _read_run_file(path) if path.exists() else None
+        if stored is None:
             continue
-        stored = json.loads(path.read_text())
-        if stored.get("fingerprint") == fingerprint:
-            found.update({int(e["seed"]): e for e in stored["episodes"]})
+        if stored["fingerprint"] != fingerprint:
+            keys = differing_keys(stored["fingerprint"], fingerprint)
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            raise ValueError(f"{path} holds the episodes of a different run (it differs in {shown}); pick another "
+                             "out_dir, or delete the file to start afresh")
+        found.update({int(e["seed"]): e for e in stored["episodes"]})
     return found
+
+
+def _read_run_file(path: Path) -> dict | None:
+    """A results or partial file: {"fingerprint": {...}, "episodes": [{"seed": int, ...}, ...]};
+    None for a JSON object without a fingerprint (not written by ``run_episodes``); a damaged
+    one raises a ValueError naming its path."""
+    try:
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and "fingerprint" not in stored:
+            return None
+        if not isinstance(stored, dict) or not isinstance(stored["fingerprint"], dict):
+            raise ValueError("its fingerprint is not a JSON object")
+        episodes = stored.get("episodes")
+        if not isinstance(episodes, list) or not all(isinstance(e, dict) and isinstance(e.get("seed"), int)
+                                                     for e in episodes):
+            raise ValueError("no list of episodes with seeds")
+    except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"the resume file {path} is damaged ({error}): delete it, or pick another out_dir") from error
+    return stored
 
 
 def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
@@ -170,9 +228,10 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
     Every episode starts from ``planner.reset()`` and its own env seed, so it does not depend on
     the episodes before it. That allows two things:
     - ``resume``: each finished episode is saved at once (``out_dir/episodes.partial.json``,
-      atomically); a rerun with the same env, seed and config (``run_fingerprint``) reuses every
-      stored episode and runs only the missing ones, so a killed run loses at most the episode it
-      was in, and a longer run extends a shorter one.
+      atomically); a rerun with the same env, seed, config and controller (``run_fingerprint``)
+      reuses every stored episode and runs only the missing ones, so a killed run loses at most
+      the episode it was in, and a longer run extends a shorter one. An ``out_dir`` that holds
+      another run's episodes is refused (resume or not): runs never mix, nor overwrite each other.
     - ``workers`` > 1: the missing episodes run in that many processes (``worker_threads`` torch
       threads each), each building its own controller with ``make_planner`` (picklable, e.g. a
       module-level function or ``functools.partial`` of one); ``planner`` may then be None.
@@ -189,8 +248,13 @@ def run_episodes(env_id: str, planner, n_episodes: int, seed: int = 0, *,
         raise ValueError("resume=True needs an out_dir to keep the finished episodes in")
     revision = git_revision()  # the code that runs, read before the (long) run starts
     out_dir = Path(out_dir) if out_dir is not None else None
-    fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config)
-    stored = _stored_episodes(out_dir, fingerprint) if resume else {}
+    fingerprint = run_fingerprint(env_id, seed, env_kwargs, tasks, config,
+                                  controller=planner if planner is not None else make_planner)
+    stored = {}
+    if out_dir is not None:
+        check_out_dir(out_dir)
+        stored = _stored_episodes(out_dir, fingerprint)  # refuses another run's files
+        stored = stored if resume else {}
     todo = [i for i in range(n_episodes) if seed + i not in stored]
     if stored:
         console.print(f"[dim]resuming: {n_episodes - len(todo)} of {n_episodes} episodes stored in {out_dir}[/]")

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from planners.best_of_n import BestOfN
-from planners.checks import check_float
+from planners.checks import check_float, check_int
 from planners.protocols import Rollout, RolloutRequest
 
 # ``Planner(model)`` with no optimizer ranks this many proposals (of them, only the n_central most
@@ -79,6 +79,7 @@ class UVAWorldModel:
         if n_video_steps is not None and not (isinstance(n_video_steps, int) and 1 <= n_video_steps <= c.n_tokens):
             raise ValueError(f"n_video_steps must be an int in [1, {c.n_tokens}] or None, got {n_video_steps=}")
         check_float("temperature", temperature, 0.0, open_low=True)
+        check_int("seed", seed, 0)
         if max_batch is not None and not (isinstance(max_batch, int) and max_batch >= 1):
             raise ValueError(f"max_batch must be an int >= 1 or None, got {max_batch=}")
         for name, steps in (("video_head_steps", video_head_steps), ("action_head_steps", action_head_steps)):

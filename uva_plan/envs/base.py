@@ -30,6 +30,7 @@ state (P,) is accepted too and starts with an empty cache.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -62,6 +63,10 @@ def validate_action(action: Any, action_dim: int = 2) -> np.ndarray:
     Targets outside [0, 512] are clipped (documented behaviour, as a real robot's workspace
     limits would); NaN/inf and wrong shapes are errors.
     """
+    items = action if isinstance(action, (list, tuple)) else [action]
+    kinds = {np.asarray(a).dtype.kind for a in items}
+    if kinds & set("bc") or any(isinstance(a, (bool, complex)) for a in items):
+        raise ValueError(f"action must be real numbers (target x, y in pixels), not bool or complex, got {action!r}")
     try:
         arr = np.asarray(action, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -105,6 +110,8 @@ class PlanarPushEnv(gym.Env):
 
     # -- subclass hooks -------------------------------------------------------------------
     physical_dim: int = 0
+    # (name, index of x) of every position in a physical state; each must lie in the workspace.
+    position_entries: tuple[tuple[str, int], ...] = ()
 
     def _make_bodies(self) -> list:
         raise NotImplementedError
@@ -216,6 +223,12 @@ class PlanarPushEnv(gym.Env):
         physical = state[:p]
         if not np.isfinite(physical).all():
             raise ValueError(f"state must be finite, got {physical.tolist()}")
+        self.check_positions(physical, "state")
+        if len(state) > p:  # the anchor the full state is replayed from
+            anchor = state[p:2 * p]
+            if not np.isfinite(anchor).all():
+                raise ValueError(f"a full state's anchor (entries {p}:{2 * p}) must be finite, got {anchor.tolist()}")
+            self.check_positions(anchor, f"full state's anchor (entries {p}:{2 * p})")
         if len(state) == p:
             self._build_objects()
             self._write_physical(physical.tolist())
@@ -234,6 +247,16 @@ class PlanarPushEnv(gym.Env):
                 self._simulate((tx, ty))
         self._write_physical(physical.tolist())  # identical bodies; restores bookkeeping
 
+    def check_positions(self, physical: np.ndarray, what: str) -> None:
+        """Raise a ValueError naming the first object of a physical state (P,) whose position
+        (``position_entries``) lies outside the workspace: the observation would leave
+        ``observation_space``."""
+        for name, start in self.position_entries:
+            xy = physical[start:start + 2]
+            if ((xy < 0) | (xy > WORKSPACE)).any():
+                raise ValueError(f"{type(self).__name__} {what}: the {name} position (entries {start}:{start + 2}) "
+                                 f"is outside the workspace [0, {WORKSPACE:g}] x [0, {WORKSPACE:g}], got {xy.tolist()}")
+
     @staticmethod
     def physical(states: np.ndarray, physical_dim: int) -> np.ndarray:
         """The physical part (B, P) of a batch of full or physical states."""
@@ -242,8 +265,16 @@ class PlanarPushEnv(gym.Env):
     # -- gymnasium API ------------------------------------------------------------------------
     @staticmethod
     def _check_seed(seed: int | None) -> None:
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+
+    @staticmethod
+    def _options(options: dict | None) -> dict:
+        """A copy of reset's ``options`` (a dict or None); else a ValueError naming it."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"options must be a dict or None, got {options=}")
+        return dict(options or {})
 
     def _seed_rng(self, seed: int | None) -> np.random.RandomState:
         self._check_seed(seed)

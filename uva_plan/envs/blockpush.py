@@ -226,6 +226,7 @@ class BlockPushEnv(PlanarPushEnv):
     """
 
     physical_dim = STATE_DIM
+    position_entries = (("agent", 0), ("block 0", 4), ("block 1", 10), ("target 0", 16), ("target 1", 18))
     agent_radius = 12.0  # a smaller pusher turns tighter around the 32 px blocks
     shape_friction = SHAPE_FRICTION
 
@@ -287,7 +288,7 @@ class BlockPushEnv(PlanarPushEnv):
         self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
-        options = dict(options or {})
+        options = self._options(options)
         unknown = set(options) - {"state", "task"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'state', 'task'")

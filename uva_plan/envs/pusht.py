@@ -188,6 +188,7 @@ class PushTEnv(PlanarPushEnv):
     to [0, 512]."""
 
     physical_dim = STATE_DIM
+    position_entries = (("agent", 0), ("block", 4), ("goal", 10))
 
     def __init__(self, render_size: int = 64, random_goal: bool = False,
                  render_mode: str | None = "rgb_array", restore_mode: str = "anchor"):
@@ -239,6 +240,11 @@ class PushTEnv(PlanarPushEnv):
             return super().set_state(state)
         if not np.isfinite(state).all():
             raise ValueError(f"Push-T state must be finite, got {state.tolist()}")
+        for name, start in (("agent", 0), ("block", 2)):
+            xy = state[start:start + 2]
+            if ((xy < 0) | (xy > WORKSPACE)).any():
+                raise ValueError(f"Push-T 5-d state: the {name} position is outside the workspace "
+                                 f"[0, {WORKSPACE:g}] x [0, {WORKSPACE:g}], got {xy.tolist()}")
         ax, ay, bx, by, angle = state.tolist()
         self._build_objects()
         self.agent.position = (ax, ay)
@@ -253,7 +259,7 @@ class PushTEnv(PlanarPushEnv):
         self._check_seed(seed)
         super().reset(seed=seed)
         rs = self._seed_rng(seed)
-        options = dict(options or {})
+        options = self._options(options)
         unknown = set(options) - {"state", "goal_pose"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'state', 'goal_pose'")
