@@ -157,3 +157,24 @@ def test_a_bad_observation_leaves_the_history_alone(make, bad):
     good = fake_obs(2)
     np.testing.assert_array_equal(hit.plan(good), clean.plan(good))
     assert [id(o) for o in hit.history] == [id(o) for o in clean.history]
+
+
+@pytest.mark.slow
+def test_the_random_goal_reaches_the_learned_planner():
+    """PushTRandomGoal's goal is in the observation; the learned planner must rank by it."""
+    from uva_plan.dynamics import UVAWorldModel
+
+    env = gym.make("uva_plan/PushTRandomGoal-v0")
+    obs, _ = env.reset(seed=3)
+    planner = Planner(UVAWorldModel.from_pretrained("pusht", seed=0), optimizer=BestOfN(n_samples=16))
+    results = {}
+    for name, goal in (("own", obs["goal_pose"]), ("far", np.array([120.0, 400.0, 0.0])),
+                       ("fixed", np.array([256.0, 256.0, np.pi / 4]))):
+        planner.reset()  # the same 16 proposals each time: only the goal differs
+        planner.plan({**obs, "goal_pose": goal})
+        assert np.allclose(planner.last_context.goal_pose, goal)
+        results[name] = planner.last_result
+    costs = {name: np.asarray(r.info["costs"]) for name, r in results.items()}  # (16,) each
+    assert not np.allclose(costs["own"], costs["far"]) and not np.allclose(costs["own"], costs["fixed"])
+    with pytest.raises(ValueError, match="goal_pose"):
+        planner.plan({**obs, "goal_pose": np.array([np.nan, 0.0, 0.0])})

@@ -48,6 +48,9 @@ class LatentContext:
     # observation ("task", "state"[8:12]) for the objectives; None for Push-T.
     task: int | None = None
     targets: np.ndarray | None = None
+    # Push-T with a random goal (PushTRandomGoal): the episode's goal pose (x, y, angle) from the
+    # observation ("goal_pose"), which the objectives read; None: the env's fixed goal.
+    goal_pose: np.ndarray | None = None
 
     @property
     def device(self) -> torch.device:
@@ -197,9 +200,15 @@ class UVAWorldModel:
         if "task" in history[-1]:  # BlockPush: the named assignment and where the targets are
             task = int(history[-1]["task"])
             targets = np.asarray(history[-1]["state"], dtype=np.float64)[8:12].reshape(2, 2)
+        goal_pose = None
+        if "goal_pose" in history[-1]:
+            goal_pose = np.asarray(history[-1]["goal_pose"], dtype=np.float64)
+            if goal_pose.shape != (3,) or not np.isfinite(goal_pose).all():
+                raise ValueError(f"obs['goal_pose'] must be a finite (x, y, angle), got {history[-1]['goal_pose']!r}")
         return LatentContext(latents=latents[[row[i] for i in frame_steps]][None],
                              recent_latents=latents[[row[self.n_history - 2], row[self.n_history - 1]]][None],
-                             agent_pos_history=agent, agent_pos=agent[-1], task=task, targets=targets)
+                             agent_pos_history=agent, agent_pos=agent[-1], task=task, targets=targets,
+                             goal_pose=goal_pose)
 
     # -- the protocols --
 
