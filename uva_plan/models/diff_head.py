@@ -179,7 +179,8 @@ def ddim_schedule(scheduler: DDIMScheduler, n_steps: int, device: torch.device |
 
     The timesteps and alphas are the scheduler's own (``set_timesteps``, ``alphas_cumprod``,
     ``final_alpha_cumprod``), read once as Python floats, so that ``ddim_step`` costs a few
-    tensor operations instead of ``DDIMScheduler.step``'s per-call bookkeeping. It pays:
+    tensor operations instead of ``DDIMScheduler.step``'s per-call bookkeeping. It pays on the
+    video head over a planning population (1.29x; one action chunk: within noise):
     ``benchmarks/bench_ddim.py`` times both loops on the shipped heads in one run and checks that
     they draw the same samples (docs/experiments/speed.md). ``spacing`` overrides the scheduler's
     ``timestep_spacing``: "trailing" starts at t = T - 1 (diffusers' formula), where "leading"
