@@ -118,6 +118,7 @@ class Planner:
         """Start a new episode: forget history, the previous plan, the last result and context,
         and elites."""
         self.history = History(self.model.n_history)
+        self.queue: deque[np.ndarray] = deque()  # planned actions not yet taken (select_action)
         self.previous_plan: Tensor | None = None  # (H, A) normalised
         self.last_result: PlanResult | None = None
         self.last_context: Any = None  # the context the last plan was made from
@@ -136,6 +137,17 @@ class Planner:
         """
         self.history.check(obs)
         self.history.append(obs)
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        """One action (A,) in env units for this env step (LeRobot's convention): call it with
+        every step's observation. It plans a chunk when no planned action is left, otherwise it
+        records the observation (``observe``) and takes the next planned action, so the model's
+        history holds every step. Takes the same actions as ``plan`` driven by ``run_episode``."""
+        if self.queue:
+            self.observe(obs)
+        else:
+            self.queue.extend(self.plan(obs))
+        return self.queue.popleft()
 
     @torch.no_grad()
     def plan(self, obs: dict) -> np.ndarray:

@@ -1,5 +1,7 @@
 import json
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 import uva_plan  # noqa: F401
@@ -8,7 +10,7 @@ from uva_plan.dynamics import SimulatorDynamics
 from uva_plan.metrics import wilson_interval
 from uva_plan.objectives import PushTSimObjective
 from uva_plan.proposers import UniformProposer
-from uva_plan.runner import run_episodes, summarize
+from uva_plan.runner import run_episode, run_episodes, summarize
 
 
 def test_run_episodes_writes_results_and_gif(tmp_path):
@@ -198,3 +200,43 @@ def test_the_fingerprint_covers_weights_objective_and_proposer():
     used = tiny_planner()
     run_episodes("uva_plan/PushT-v0", used, 1, env_kwargs={"max_episode_steps": 2})
     assert describe(used) == base  # what planning changes (history, counters, plans) is not in it
+
+
+class _RecordActions(gym.Wrapper):
+    """Keeps every action the env is stepped with."""
+
+    def reset(self, **kwargs):
+        self.actions = []
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        self.actions.append(np.array(action, dtype=np.float64))
+        return self.env.step(action)
+
+
+@pytest.mark.slow
+def test_select_action_takes_the_same_actions_as_run_episode():
+    """LeRobot's convention (one action per env step, the planner keeps the queue and history)
+    and the runner's chunk loop drive the same planner identically."""
+    from uva_plan.dynamics import UVAWorldModel
+
+    def planner():
+        return Planner(UVAWorldModel.from_pretrained("pusht", seed=0), optimizer=BestOfN(n_samples=8))
+
+    env = _RecordActions(gym.make("uva_plan/PushT-v0", max_episode_steps=20))
+    run_episode(env, planner(), seed=5)
+    by_runner = np.stack(env.actions)
+
+    stepper, actions = planner(), []
+    obs, _ = env.reset(seed=5)
+    stepper.reset()
+    done = False
+    while not done:
+        action = stepper.select_action(obs)
+        actions.append(action)
+        obs, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    assert len(actions) == len(by_runner) == 20
+    np.testing.assert_array_equal(np.stack(actions), by_runner)
+    # Every step's observation reached the history: 3 plans (steps 0, 8, 16), the rest observed.
+    assert len(stepper.queue) == 8 - 20 % 8

@@ -6,7 +6,7 @@
     env = gym.make("uva_plan/PushT-v0")
     planner = Planner(UVA.from_pretrained("pusht"))
     obs, _ = env.reset(seed=0)
-    actions = planner.plan(obs)  # (8, 2) pusher targets in px
+    action = planner.select_action(obs)  # (2,) pusher target in px; call it every step
 
 ``UVA`` is the world model as the planners use it (``uva_plan.dynamics.UVAWorldModel``: the
 network, its VAE, a proposer and an objective); the network itself is ``uva_plan.models.UVA``.
