@@ -217,3 +217,40 @@ def test_complex_and_bool_actions_are_refused(index, action):
 def test_a_bool_seed_is_refused(index, seed):
     with pytest.raises(ValueError, match=f"seed must be a non-negative int or None, got {seed}"):
         envs()[index].reset(seed=seed)
+
+
+def test_an_observation_of_the_other_env_is_refused():
+    import gymnasium as gym
+
+    from planners import BestOfN, Planner
+    from uva_plan.dynamics import UVAWorldModel
+
+    planner = Planner(UVAWorldModel.from_pretrained("pusht", seed=0), optimizer=BestOfN(n_samples=4))
+    blockpush_obs, _ = gym.make("uva_plan/BlockPush-v0").reset(seed=0, options={"task": 0})
+    with pytest.raises(ValueError, match="plans for uva_plan/PushT-v0"):
+        planner.plan(blockpush_obs)
+    pusht_obs, _ = gym.make("uva_plan/PushT-v0").reset(seed=0)
+    assert planner.plan(pusht_obs).shape == (8, 2)  # the refused observation left nothing behind
+
+
+def test_a_dpc_of_the_other_env_is_refused():
+    from uva_plan import hub
+    from uva_plan.dynamics import UVAWorldModel
+
+    with pytest.raises(ValueError, match="trained on uva_plan/BlockPush-v0, not uva_plan/PushT-v0"):
+        UVAWorldModel.from_pretrained("pusht", checkpoints={"dpc": str(hub.pretrained_checkpoint("blockpush/dpc"))})
+
+
+def test_a_meta_json_without_file_records_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from uva_plan import hub
+    from uva_plan.checkpoint import CheckpointError, load_model
+
+    copy = tmp_path / "vae"
+    shutil.copytree(hub.pretrained_checkpoint("vae"), copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "files": {}}))
+    with pytest.raises(CheckpointError, match="records no size and sha256 for model.safetensors"):
+        load_model(copy, expected_kind="vae")

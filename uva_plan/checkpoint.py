@@ -259,6 +259,9 @@ def read_meta(path: str | os.PathLike, verify: bool = True) -> dict:
     if missing:
         raise CheckpointError(f"{meta_path} lacks {missing}")
     if verify:
+        if not isinstance(meta["files"], dict) or MODEL_FILE not in meta["files"]:
+            raise CheckpointError(f"{meta_path} records no size and sha256 for {MODEL_FILE} (files="
+                                  f"{meta['files']!r}): its weights cannot be verified")
         for name, info in meta["files"].items():
             _verify_file(path / name, info)
     return meta

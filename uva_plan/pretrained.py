@@ -119,6 +119,8 @@ def pretrained_world_model(env: str, proposer: str = "dpc", objective: str = "st
         model.proposer = DPCProposer.from_checkpoint(paths["dpc"] or hub.pretrained_checkpoint(f"{env}/dpc"),
                                                      vae=model.vae, seed=model.seed, n_sample_steps=dpc_steps,
                                                      timestep_spacing=dpc_spacing)
+        if model.proposer.env_id not in (None, hub.ENVS[env]):
+            raise ValueError(f"the DP-C {paths['dpc']} was trained on {model.proposer.env_id}, not {hub.ENVS[env]}")
     if objective == "state":
         shipped = f"{env}/state_head" + ("_imagined" if state_head == "imagined" else "")
         given = paths["state_head"] or (paths["state_head_imagined"] if state_head == "imagined" else None)

@@ -138,7 +138,9 @@ class DPCProposer:
         from uva_plan.checkpoint import load_model
 
         dpc, meta = load_model(path, expected_kind="dpc")
-        return cls(dpc, meta["normalizers"], vae=vae, **kwargs)
+        proposer = cls(dpc, meta["normalizers"], vae=vae, **kwargs)
+        proposer.env_id = meta.get("env_id")  # the env its demonstrations came from
+        return proposer
 
     @classmethod
     def from_pretrained(cls, env: str, **kwargs) -> DPCProposer:

@@ -191,6 +191,11 @@ class UVAWorldModel:
         for key in ("image", "agent_pos"):
             if key not in history[-1]:
                 raise ValueError(f"observations must hold {key!r}, got keys {sorted(history[-1])}")
+        # BlockPush observations name the task; Push-T's do not: an observation of the other env
+        # would otherwise be imagined and scored as if it were this one's.
+        if self.env_id is not None and ("BlockPush" in self.env_id) != ("task" in history[-1]):
+            raise ValueError(f"this UVA plans for {self.env_id}, but the observation (keys "
+                             f"{sorted(history[-1])}) is not one of its observations")
         frame_steps = list(range(0, self.n_history, self.stride))  # t - 12, ..., t
         steps = sorted(set(frame_steps) | {self.n_history - 2, self.n_history - 1})
         latents = self.encode(np.stack([history[i]["image"] for i in steps]))
