@@ -91,8 +91,11 @@ def test_blockpush_objective_prefers_named_assignment():
         BlockPushSimObjective().cost(Rollout(actions=torch.zeros(1, 1, 2), states=torch.from_numpy(none)[None, None]))
 
 
-def test_planner_with_simulator_raises_pusht_coverage():
-    """End to end: CEM over the true simulator pushes the T towards the goal in a short episode."""
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planner_with_simulator_raises_pusht_coverage(seed):
+    """End to end: CEM over the true simulator pushes the T towards the goal in a short episode,
+    at every seed (a budget whose gain is 0.65-0.81 over seeds 0-4; 0.0-0.8 at half of it)."""
     import gymnasium as gym
 
     env = PrivilegedState(gym.make("uva_plan/PushT-v0"))
@@ -100,10 +103,10 @@ def test_planner_with_simulator_raises_pusht_coverage():
     obs, info = env.reset(options={"state": np.array([256.0, 440.0, 256.0, 320.0, np.pi / 4])})
     start = info["coverage"]
     planner = Planner(SimulatorDynamics("uva_plan/PushT-v0"),
-                      optimizer=CEM(n_samples=16, n_proposals=8, n_elites=4, n_iterations=2, init_std=0.1),
-                      proposer=GaussianProposer(horizon=8), objective=PushTSimObjective(),
+                      optimizer=CEM(n_samples=32, n_proposals=8, n_elites=4, n_iterations=3, init_std=0.1, seed=seed),
+                      proposer=GaussianProposer(horizon=8, seed=seed), objective=PushTSimObjective(),
                       horizon=8, n_action_steps=4)
-    for _ in range(8):
+    for _ in range(12):
         for action in planner.plan(obs):
             obs, reward, terminated, truncated, info = env.step(action)
-    assert info["max_coverage"] > start + 0.2, (start, info["max_coverage"])
+    assert info["max_coverage"] > start + 0.4, (start, info["max_coverage"])
