@@ -320,6 +320,10 @@ def cases(tmp: Path) -> list[Case]:
                                env_id=None, extra={}, step=0)
     (bad_meta / "meta.json").write_text("{not json")
     add("load_checkpoint", "meta.json not JSON", lambda: load_checkpoint(bad_meta), "meta.json")
+    no_hashes = save_checkpoint(tmp / "no_hashes", model, kind="vae", config={}, normalizers=None,
+                                env_id=None, extra={}, step=0)
+    (no_hashes / "meta.json").write_text(json.dumps({**meta, "files": {}}))
+    add("load_checkpoint", "meta.json with files {}", lambda: load_checkpoint(no_hashes), "sha256")
 
     # -- model configs and methods
     add("VAEConfig", "image_size 30 (not a stride multiple)", lambda: VAEConfig(image_size=30), "image_size")
@@ -472,6 +476,12 @@ def shipped_cases(add) -> None:
     add("make_optimizer", "n_samples 2", lambda: make_optimizer("cem", 2), "n_samples")
     add("SimulatorDynamics()", "n_history 0", lambda: SimulatorDynamics("uva_plan/PushT-v0", n_history=0),
         "n_history")
+    # Mismatches between environments and parts.
+    blockpush_obs, _ = gym.make("uva_plan/BlockPush-v0").reset(seed=0, options={"task": 0})
+    add("Planner(UVA pusht).plan", "a BlockPush observation", lambda: Planner(
+        model, optimizer=make_optimizer("best_of_n", 4)).plan(blockpush_obs), "PushT", "observation")
+    add("UVA.from_pretrained", "checkpoints dpc of BlockPush for Push-T", lambda: UVAWorldModel.from_pretrained(
+        "pusht", checkpoints={"dpc": str(hub.pretrained_checkpoint("blockpush/dpc"))}), "BlockPush", "PushT")
 
 
 def run_case(case: Case) -> dict:
