@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,9 +11,8 @@ from uva_plan.data.joint import JointWindows, ensure_joint_latents
 from uva_plan.data.latents import LatentWindows
 from uva_plan.data.sampler import SequenceSampler, branch_anchor_steps, train_val_split
 from uva_plan.train.stores import (
-    StoreData,
+    PlayStoreData,
     Task,
-    as_paths,
     check_model_fits,
     check_stride,
     console,
@@ -28,18 +27,17 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class PoseHeadData(StoreData):
+class PoseHeadData(PlayStoreData):
     # The UVA checkpoint whose joint latent Z the head reads (frozen; its Z of every
     # joint_window_stride-th window of the stores, and of every branch window, is cached in
     # each store by uva_plan.data.joint).
     joint_uva: str | None = None
     joint_window_stride: int = 2
-    # Stores of the same env (play data, DP-C branches) whose windows join the training split.
-    play_stores: list[str] = field(default_factory=list)
+    # play_stores: stores of the same env (play data, DP-C branches) whose windows join the
+    # training split.
 
     def __post_init__(self):
         super().__post_init__()
-        self.play_stores = as_paths(self.play_stores)
         check_stride("data.joint_window_stride", self.joint_window_stride)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,9 +11,8 @@ from uva_plan.data.latents import LatentFrames, frame_rows
 from uva_plan.data.sampler import branch_anchor_steps, episode_frame_rows, train_val_split
 from uva_plan.data.windows import ConcatWindows
 from uva_plan.train.stores import (
-    StoreData,
+    PlayStoreData,
     Task,
-    as_paths,
     check_model_fits,
     check_stride,
     console,
@@ -28,18 +27,17 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class StateHeadData(StoreData):
+class StateHeadData(PlayStoreData):
     # Also learn from this UVA's imagined frames of the store's windows, each paired with the
     # true pose it stands for (uva_plan/data/imagined.py); validation then reads imagined frames
     # of the held-out episodes only, what a planner's objective reads.
     imagined_uva: str | None = None
     imagined_window_stride: int = 2
-    # Stores whose frames all join the training split (e.g. uva_plan.data.poses' random layouts).
-    play_stores: list[str] = field(default_factory=list)
+    # play_stores: stores whose frames all join the training split (e.g. uva_plan.data.poses'
+    # random layouts).
 
     def __post_init__(self):
         super().__post_init__()
-        self.play_stores = as_paths(self.play_stores)
         check_stride("data.imagined_window_stride", self.imagined_window_stride)
 
 

@@ -51,6 +51,20 @@ class StoreData:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction=}")
 
 
+@dataclass
+class PlayStoreData(StoreData):
+    """The data fields of the kinds that also learn from ``play_stores``: more stores of the same
+    env (play data, DP-C branches, random layouts) whose data joins the first store's training
+    split; normalisers and validation stay the first store's (what each kind takes from them:
+    its builder's docstring)."""
+
+    play_stores: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.play_stores = as_paths(self.play_stores)
+
+
 def data_config(kind: str, data: dict | StoreData) -> StoreData:
     """``data`` (a dict or a data config) as the data config dataclass of ``kind`` (``KINDS[kind].data``)."""
     cls = import_object(KINDS[kind].data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,9 +12,8 @@ from uva_plan.data.latents import LatentWindows
 from uva_plan.data.sampler import UVA_FRAME_OFFSETS, SequenceSampler, branch_anchor_steps, train_val_split
 from uva_plan.data.windows import ConcatWindows
 from uva_plan.train.stores import (
-    StoreData,
+    PlayStoreData,
     Task,
-    as_paths,
     check_model_fits,
     make_model,
     one_store_with_latents,
@@ -27,16 +26,11 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class UVAData(StoreData):
-    # Play-data stores of the same env (e.g. collected with --expert pusht_explore, or DP-C
-    # branches from uva_plan.data.branches) whose windows join the first store's training split.
-    # Normalisers and validation stay the first store's, so validation figures compare with a
-    # model trained on the demos alone.
-    play_stores: list[str] = field(default_factory=list)
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.play_stores = as_paths(self.play_stores)
+class UVAData(PlayStoreData):
+    """UVA's data: the first store's windows, plus the windows of play stores of the same env
+    (e.g. collected with --expert pusht_explore, or DP-C branches from uva_plan.data.branches).
+    Validation stays the first store's, so its figures compare with a model trained on the
+    demos alone."""
 
 
 def build_uva(cfg: TrainConfig, dist: Dist) -> Task:
