@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,6 +14,8 @@ from planners.best_of_n import BestOfN
 from planners.checks import check_int, check_observation
 from planners.optimizer import Optimizer, shift_plan
 from planners.protocols import Dynamics, Objective, PlanResult, Proposer, RolloutRequest, unnormalize_actions
+
+T = TypeVar("T")
 
 
 class History:
@@ -30,17 +32,30 @@ class History:
         self._observations: deque[dict] = deque(maxlen=n)
 
     def append(self, obs: dict) -> None:
-        """Record the newest observation (the first of an episode fills every slot)."""
-        if not self._observations:
-            self._observations.extend([obs] * self.n)
-        else:
-            self._observations.append(obs)
+        """Record the newest observation (the first of an episode fills every slot) once it
+        passes ``check``: a bad one raises and is not recorded."""
+        self.check(obs)
+        self._record(obs)
+
+    def record(self, obs: dict, make_context: Callable[[list[dict]], T]) -> T:
+        """``make_context`` of the history that ``obs`` completes, then ``obs`` is recorded: an
+        observation that ``check`` or ``make_context`` refuses leaves the history as it was."""
+        self.check(obs)
+        context = make_context(self.after(obs))
+        self._record(obs)
+        return context
 
     def after(self, obs: dict) -> list[dict]:
         """What the history would hold after ``append(obs)``, oldest first; nothing is recorded."""
         if not self._observations:
             return [obs] * self.n
         return (list(self._observations) + [obs])[-self.n:]
+
+    def _record(self, obs: dict) -> None:
+        if not self._observations:
+            self._observations.extend([obs] * self.n)
+        else:
+            self._observations.append(obs)
 
     def check(self, obs: dict) -> None:
         """``check_observation`` against this episode's newest observation (a ValueError naming
@@ -135,7 +150,6 @@ class Planner:
         Without it such a model sees only the planning steps' observations. A bad observation
         (``History.check``) raises and is not recorded.
         """
-        self.history.check(obs)
         self.history.append(obs)
 
     def select_action(self, obs: dict) -> np.ndarray:
@@ -155,10 +169,7 @@ class Planner:
 
         The observation is recorded once the model has made its context from it: one that the
         checks or the model refuse leaves the history as it was."""
-        self.history.check(obs)
-        context = self.model.context(self.history.after(obs))
-        self.history.append(obs)
-        self.last_context = context
+        context = self.last_context = self.history.record(obs, self.model.context)
         request = self.request
 
         def cost(actions: Tensor) -> Tensor:

@@ -29,13 +29,10 @@ class UVAPolicy:
 
     def observe(self, obs: dict) -> None:
         """Record a step's observation (a bad one raises and is not recorded)."""
-        self.history.check(obs)
         self.history.append(obs)
 
     def plan(self, obs: dict) -> np.ndarray:
-        self.history.check(obs)
-        context = self.model.context(self.history.after(obs))  # recorded once the model accepts it
-        self.history.append(obs)
+        context = self.history.record(obs, self.model.context)  # recorded once the model accepts it
         chunk = self.model.policy(context)[: self.n_action_steps]
         return self.model.normalizer.unnormalize(chunk.double().numpy())
 
@@ -60,7 +57,6 @@ class DPCPolicy:
 
     def observe(self, obs: dict) -> None:
         """Record a step's observation (a bad one raises and is not recorded)."""
-        self.history.check(obs)
         self.history.append(obs)
 
     def context(self, history: list[dict] | None = None) -> dict:
@@ -75,8 +71,6 @@ class DPCPolicy:
                                   if "sim_state" in history[-1] else None)}  # physical states lead the full state
 
     def plan(self, obs: dict) -> np.ndarray:
-        self.history.check(obs)
-        context = self.context(self.history.after(obs))  # recorded once it makes a context
-        self.history.append(obs)
+        context = self.history.record(obs, self.context)  # recorded once it makes a context
         chunk = self.proposer.sample(context, 1)[0, : self.n_action_steps]
         return self.proposer.normalizers["actions"].unnormalize(chunk.double().numpy())
